@@ -1,0 +1,2 @@
+"""lmaudit: evaluate, red-team and explain language models."""
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from lmaudit.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""Core types, errors and statistics shared by every capability (import submodules directly)."""

