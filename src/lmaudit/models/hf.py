@@ -101,8 +101,9 @@ class HFModel:
     """A transformers causal LM behind the Model contract."""
 
     def __init__(self, model: Any, tokenizer: Any, *, fingerprint: str, name: str,
-                 batch_size: int | str = "auto", max_length: int | None = None):
-        self.model = model.eval()
+                 batch_size: int | str = "auto", max_length: int | None = None, device: str = "auto"):
+        self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+        self.model = model.eval().to(self.device)
         self.tokenizer = tokenizer
         self.name = name
         self._fingerprint = fingerprint
@@ -110,7 +111,7 @@ class HFModel:
             tokenizer.pad_token = tokenizer.eos_token
         self.max_length = max_length or _max_length(model.config)
         self.batch_size = batch_size
-        self._token_budget = _token_budget(model.config) if batch_size == "auto" else None
+        self._token_budget = _token_budget(model.config, self.device) if batch_size == "auto" else None
         self._decoder = getattr(model, model.base_model_prefix)
         self._head = model.get_output_embeddings()
         self._softcap = getattr(model.config, "final_logit_softcapping", None)
@@ -197,7 +198,7 @@ class HFModel:
         prefix_cache = None
         prefix_len = group.prefix_len
         if prefix_len:
-            prefix = torch.tensor([group.units[0].tokens[:prefix_len]])
+            prefix = torch.tensor([group.units[0].tokens[:prefix_len]], device=self.device)
             prefix_cache = self._decoder(input_ids=prefix, use_cache=True).past_key_values
             self.stats["decoder_tokens"] += prefix_len
             self.stats["forward_calls"] += 1
@@ -211,7 +212,7 @@ class HFModel:
     def _batch_len(self, units: list[_Unit], start: int, prefix_len: int) -> int:
         if self._token_budget is None:
             return int(self.batch_size)
-        longest = len(units[start].tokens)  # sorted longest first: every batch row is padded to this
+        longest = len(units[start].tokens) - prefix_len  # sorted longest first: every row is padded to this
         return max(1, min(len(units) - start, self._token_budget // max(1, longest)))
 
     def _score_batch(self, units: list[_Unit], prefix_len: int, prefix_cache: Any, results: list) -> None:
@@ -219,7 +220,7 @@ class HFModel:
         width = max(len(s) for s in suffixes)
         pad = self.tokenizer.pad_token_id
         # Right padding needs no attention mask: causal attention never lets a real token see a later pad.
-        ids = torch.tensor([list(s) + [pad] * (width - len(s)) for s in suffixes])
+        ids = torch.tensor([list(s) + [pad] * (width - len(s)) for s in suffixes], device=self.device)
         kwargs: dict[str, Any] = {"input_ids": ids, "use_cache": prefix_cache is not None}
         if prefix_cache is not None:
             kwargs["past_key_values"] = _expand_cache(prefix_cache, len(units), self.model.config)
@@ -232,9 +233,9 @@ class HFModel:
             for read in unit.reads:
                 for offset in range(len(read.tokens)):
                     positions.setdefault((row, read.start - prefix_len + offset), len(positions))
-        rows = torch.tensor([key[0] for key in positions])
-        cols = torch.tensor([key[1] for key in positions])
-        logprobs = torch.log_softmax(self._logits(hidden[rows, cols]).float(), dim=-1)
+        rows = torch.tensor([key[0] for key in positions], device=self.device)
+        cols = torch.tensor([key[1] for key in positions], device=self.device)
+        logprobs = torch.log_softmax(self._logits(hidden[rows, cols]).float(), dim=-1).cpu()
         greedy = logprobs.argmax(dim=-1)
         self.stats["head_positions"] += len(positions)
         for row, unit in enumerate(units):
@@ -273,8 +274,8 @@ class HFModel:
         prompts = [self._prompt_ids(r) for r in requests]
         width = max(len(p) for p in prompts)
         pad = self.tokenizer.pad_token_id
-        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
         first = requests[0]
         options: dict[str, Any] = {
             "max_new_tokens": first.max_tokens, "pad_token_id": pad, "return_dict_in_generate": True,
@@ -290,8 +291,8 @@ class HFModel:
             with torch.random.fork_rng():
                 torch.manual_seed(seed)
                 out = self.model.generate(input_ids=ids, attention_mask=mask, **options)
-        new_tokens = out.sequences[:, width:]
-        step_logprobs = torch.log_softmax(torch.stack(out.logits, dim=1).float(), dim=-1)
+        new_tokens = out.sequences[:, width:].cpu()
+        step_logprobs = torch.log_softmax(torch.stack(out.logits, dim=1).float(), dim=-1).cpu()
         self.stats["decoder_tokens"] += int(mask.sum()) + new_tokens.numel()
         return [self._finish(new_tokens[row], step_logprobs[row], requests[row]) for row in range(len(requests))]
 
@@ -331,16 +332,19 @@ def _max_length(config: Any) -> int:
     return 2048
 
 
-def _token_budget(config: Any) -> int:
-    """Tokens per forward for batch size 'auto': activations within about 1/8 of available memory."""
+def _token_budget(config: Any, device: torch.device) -> int:
+    """Padded tokens per forward for batch size 'auto'.
+
+    A CPU reaches its matmul peak with a few hundred rows, so bigger batches only add padding; an accelerator
+    wants as many as fit, here activations within about 1/8 of free memory.
+    """
+    if device.type == "cpu":
+        return 2048
     hidden = getattr(config, "hidden_size", 1024)
     layers = getattr(config, "num_hidden_layers", 24)
     per_token = 4 * hidden * (16 + 2 * layers)  # fp32 activations of one layer plus the KV of all layers
-    try:
-        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError):
-        available = 8 << 30
-    return int(max(512, min(16384, available // 8 // per_token)))
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(max(512, min(65536, free // 8 // per_token)))
 
 
 # -- loading --------------------------------------------------------------------------------------
@@ -354,7 +358,7 @@ def _folder_fingerprint(folder: Path) -> str:
 
 
 def load_hf(path_or_id: str, *, dtype: str = "float32", batch_size: int | str = "auto",
-            max_length: int | None = None) -> HFModel:
+            max_length: int | None = None, device: str = "auto") -> HFModel:
     """hf:<folder or hub id>."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -371,11 +375,11 @@ def load_hf(path_or_id: str, *, dtype: str = "float32", batch_size: int | str = 
     else:
         ident = f"{path_or_id}@{getattr(model.config, '_commit_hash', None) or 'unknown'}"
     return HFModel(model, tokenizer, fingerprint=f"hf:{ident}:{dtype}", name=f"hf:{path_or_id}",
-                   batch_size=batch_size, max_length=max_length)
+                   batch_size=batch_size, max_length=max_length, device=device)
 
 
 def load_gguf(path: str, *, dtype: str = "float32", batch_size: int | str = "auto",
-              max_length: int | None = None) -> HFModel:
+              max_length: int | None = None, device: str = "auto") -> HFModel:
     """gguf:<file>. The first load dequantises and saves a transformers folder in the cache; later loads use it."""
     gguf = Path(path).expanduser().resolve()
     if not gguf.is_file():
@@ -384,7 +388,7 @@ def load_gguf(path: str, *, dtype: str = "float32", batch_size: int | str = "aut
     folder = cache_dir() / "models" / f"{gguf.stem}-{digest}-{dtype}"
     if not (folder / "complete").exists():
         _dequantise_to_folder(gguf, folder, getattr(torch, dtype))
-    model = load_hf(str(folder), dtype=dtype, batch_size=batch_size, max_length=max_length)
+    model = load_hf(str(folder), dtype=dtype, batch_size=batch_size, max_length=max_length, device=device)
     model.name = f"gguf:{gguf.name}"
     model._fingerprint = f"gguf:{digest}:{dtype}"
     return model

@@ -1,0 +1,120 @@
+"""lmaudit vs lm-evaluation-harness on MMLU with the bundled model: same numbers, and how much faster.
+
+    LMAUDIT_DATA_DIR=../shared/data .venv/bin/python bench/vs_lmeval.py [--subjects 10] [--per-subject 5]
+
+For 0-shot and 5-shot it runs both tools on the same questions and weights (the dequantised SmolLM2 folder),
+compares every per-choice log-likelihood (tolerance 1e-4) and the accuracies (must be equal), and times both
+(model loading excluded; lmaudit with an empty response cache). It also measures the machine's fp32 matmul peak
+and prints the share of it each tool achieves (executed model FLOPs / time / peak).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+
+import torch
+
+from lmaudit.interop.lmeval import results_by_question, run_lmeval_mmlu
+from lmaudit.models.hf import load_smollm2
+from lmaudit.runner import evaluate
+from lmaudit.tasks.mmlu import SUBJECTS, mmlu
+
+TOLERANCE = 1e-4
+
+
+def matmul_peak(size: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    began = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - began)
+
+
+def flops_per_token(model) -> tuple[float, float]:
+    """(decoder FLOPs per token, output-head FLOPs per position), from parameter counts."""
+    config = model.model.config
+    head = 2 * config.hidden_size * config.vocab_size
+    decoder_params = sum(p.numel() for n, p in model.model.named_parameters() if "embed" not in n and "lm_head" not in n)
+    return 2 * decoder_params, head
+
+
+def lmeval_executed_flops(model, task, samples, per_token: float, head: float) -> float:
+    """lm-eval runs each distinct context in full and the output head over every position of it."""
+    contexts = {task.context(s) for s in samples}
+    tokens = sum(len(model.encode(c.rstrip())) for c in contexts)
+    return tokens * (per_token + head)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--subjects", type=int, default=10)
+    parser.add_argument("--per-subject", type=int, default=5)
+    parser.add_argument("--shots", default="0,5")
+    parser.add_argument("--json", help="write the figures here")
+    args = parser.parse_args()
+    subjects = SUBJECTS[:: max(1, len(SUBJECTS) // args.subjects)][: args.subjects]
+    model = load_smollm2()
+    folder = model.model.name_or_path
+    torch.set_num_threads(torch.get_num_threads())
+    peak = matmul_peak()
+    per_token, head = flops_per_token(model)
+    report = {"subjects": subjects, "per_subject": args.per_subject, "peak_flops": peak, "runs": {}}
+    ok = True
+    for shots in [int(s) for s in args.shots.split(",")]:
+        task = mmlu(num_fewshot=shots, subjects=subjects)
+        with tempfile.TemporaryDirectory() as tmp:
+            samples = [s for s in task.samples() if int(s.id.split("/")[1]) < args.per_subject]
+            before = dict(model.stats)
+            began = time.perf_counter()
+            ours = evaluate(model, [_limited(task, samples)], f"{tmp}/run", cache_path=f"{tmp}/cache.sqlite",
+                            progress=False)
+            our_seconds = time.perf_counter() - began
+            decoder_tokens = model.stats["decoder_tokens"] - before["decoder_tokens"]
+            head_positions = model.stats["head_positions"] - before["head_positions"]
+            from lmaudit.runner import RunDir
+            our_lls = results_by_question(RunDir(f"{tmp}/run").records())
+        theirs = run_lmeval_mmlu(folder, subjects, num_fewshot=shots, limit=args.per_subject, batch_size=8)
+        worst = max(abs(a - b[0]) for key, lls in our_lls.items() for a, b in zip(lls, theirs.loglikelihoods[key]))
+        our_acc = ours.results["tasks"]["mmlu"]["metrics"]["acc"]["value"]
+        their_acc = sum(theirs.accuracy.values()) / len(theirs.accuracy)
+        n = len(our_lls)
+        our_flops = decoder_tokens * per_token + head_positions * head
+        their_flops = lmeval_executed_flops(model, task, samples, per_token, head)
+        row = {
+            "questions": n, "max_abs_loglik_diff": worst, "acc_lmaudit": our_acc, "acc_lmeval": their_acc,
+            "lmaudit_seconds": our_seconds, "lmeval_seconds": theirs.seconds,
+            "lmaudit_qps": n / our_seconds, "lmeval_qps": n / theirs.seconds,
+            "speedup": theirs.seconds / our_seconds,
+            "lmaudit_peak_share": our_flops / our_seconds / peak,
+            "lmeval_peak_share": their_flops / theirs.seconds / peak,
+            "lmaudit_equivalent_peak_share": their_flops / our_seconds / peak,
+        }
+        report["runs"][f"{shots}-shot"] = row
+        parity = worst <= TOLERANCE and abs(our_acc - their_acc) < 1e-12
+        ok &= parity
+        print(f"{shots}-shot, {n} questions: max |loglik diff| = {worst:.2e} ({'ok' if worst <= TOLERANCE else 'FAIL'}),"
+              f" acc lmaudit {our_acc:.4f} vs lm-eval {their_acc:.4f} ({'equal' if parity else 'DIFFER'})")
+        print(f"  lmaudit {row['lmaudit_qps']:.2f} q/s, lm-eval {row['lmeval_qps']:.2f} q/s: "
+              f"ratio {row['speedup']:.2f}x")
+        print(f"  share of measured matmul peak ({peak / 1e9:.0f} GFLOP/s): lmaudit {row['lmaudit_peak_share']:.1%} "
+              f"(executed), lm-eval {row['lmeval_peak_share']:.1%} (executed); lmaudit at lm-eval's work "
+              f"{row['lmaudit_equivalent_peak_share']:.1%}")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(report, handle, indent=2)
+    return 0 if ok else 1
+
+
+def _limited(task, samples):
+    """The same task restricted to the chosen samples (first questions of each subject, as lm-eval's --limit)."""
+    task.load = lambda: samples
+    return task
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Run other evaluators on the same data and weights, to compare numbers with them."""

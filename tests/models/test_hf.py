@@ -1,0 +1,91 @@
+"""The hf backend on the real bundled model, checked against a plain full forward pass."""
+
+import pytest
+import torch
+
+from lmaudit.core.errors import ConfigError, ModelError, UnknownNameError
+from lmaudit.core.types import GenerateRequest, LoglikelihoodRequest, Message
+from lmaudit.models import load_model
+from lmaudit.models.hf import HFModel
+
+pytestmark = pytest.mark.slow
+
+
+def naive_loglikelihood(model, context_ids, continuation_ids):
+    ids = torch.tensor([context_ids + continuation_ids])
+    with torch.inference_mode():
+        logprobs = torch.log_softmax(model.model(ids).logits.float(), dim=-1)[0]
+    picked = [logprobs[len(context_ids) - 1 + i] for i in range(len(continuation_ids))]
+    total = sum(float(p[t]) for p, t in zip(picked, continuation_ids))
+    greedy = all(int(p.argmax()) == t for p, t in zip(picked, continuation_ids))
+    return total, greedy
+
+
+def test_loglikelihood_matches_full_forward(smollm2):
+    shots = "The following are questions about numbers.\n\n" + "".join(
+        f"What is {i} plus {i}?\nA. {i}\nB. {2 * i}\nAnswer: B\n\n" for i in range(1, 7))
+    requests = [LoglikelihoodRequest(shots + q + "\nAnswer:", f" {letter}")
+                for q in ("What is 9 plus 9?", "Which is larger, 3 or 4?") for letter in "AB"]
+    requests += [LoglikelihoodRequest("The capital of France is", " Paris, a city on the Seine."),
+                 LoglikelihoodRequest("", "Hello"),
+                 LoglikelihoodRequest("Trailing space ", "moves")]
+    results = smollm2.loglikelihood(requests)
+    assert smollm2.stats["forward_calls"] > 0
+    for request, result in zip(requests, results):
+        context_ids, continuation_ids = smollm2.encode_pair(request.context, request.continuation)
+        expected, greedy = naive_loglikelihood(smollm2, context_ids, continuation_ids)
+        assert result.logprob == pytest.approx(expected, abs=1e-4)
+        assert result.is_greedy == greedy and result.n_tokens == len(continuation_ids)
+
+
+def test_token_spanning_the_join_is_scored_not_emptied(smollm2):
+    context, continuation = "Hello wor", "ld"
+    whole = smollm2.encode(context + continuation)
+    context_ids = smollm2.encode(context)
+    assert whole[: len(context_ids)] != context_ids  # lm-eval's slice would be wrong here
+    got_context, got_continuation = smollm2.encode_pair(context, continuation)
+    assert got_context == context_ids and got_continuation == smollm2.encode("ld", add_special_tokens=False)
+    result = smollm2.loglikelihood([LoglikelihoodRequest(context, continuation)])[0]
+    expected, _ = naive_loglikelihood(smollm2, got_context, got_continuation)
+    assert result.n_tokens >= 1 and result.logprob == pytest.approx(expected, abs=1e-4)
+
+
+def test_fixed_and_auto_batch_sizes_agree(smollm2):
+    requests = [LoglikelihoodRequest(f"Fact number {i}: the sky is", " blue") for i in range(12)]
+    auto = smollm2.loglikelihood(requests)
+    fixed = HFModel(smollm2.model, smollm2.tokenizer, fingerprint="x", name="x", batch_size=1).loglikelihood(requests)
+    assert [a.logprob for a in auto] == pytest.approx([f.logprob for f in fixed], abs=1e-4)
+
+
+def test_empty_continuation_is_an_error(smollm2):
+    with pytest.raises(ModelError, match="empty continuation"):
+        smollm2.loglikelihood([LoglikelihoodRequest("context", "")])
+
+
+def test_greedy_generation_chat_stop_and_length(smollm2):
+    chat = GenerateRequest(messages=(Message("user", "What is the capital of France?"),), max_tokens=20)
+    first, second = smollm2.generate([chat, chat])
+    assert "Paris" in first.text and first.text == second.text
+    assert first.token_logprobs == pytest.approx(second.token_logprobs, abs=1e-4)
+    stopped = smollm2.generate([GenerateRequest(messages=chat.messages, max_tokens=20, stop=("Paris",))])[0]
+    assert "Paris" not in stopped.text and stopped.finish_reason == "stop"
+    short = smollm2.generate([GenerateRequest(prompt="Count: one, two, three,", max_tokens=3)])[0]
+    assert short.finish_reason == "length" and len(short.token_logprobs) == 3
+    assert all(lp <= 0 for lp in short.token_logprobs)
+
+
+def test_sampling_is_reproducible_per_seed(smollm2):
+    def sample(seed):
+        return smollm2.generate([GenerateRequest(prompt="Once upon a time", max_tokens=12, temperature=1.0,
+                                                 seed=seed)])[0].text
+    assert sample(1) == sample(1)
+    assert len({sample(s) for s in range(4)}) > 1
+
+
+def test_bad_specs():
+    with pytest.raises(UnknownNameError, match="Did you mean 'gguf'"):
+        load_model("ggfu:/x")
+    with pytest.raises(ConfigError, match="needs an argument"):
+        load_model("hf:")
+    with pytest.raises(ModelError, match="GGUF file not found"):
+        load_model("gguf:/nonexistent/model.gguf")

@@ -1,0 +1,112 @@
+"""The runner on the real model: records, dedup, cache, resume after SIGKILL with counted model calls."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from lmaudit.core.errors import ConfigError
+from lmaudit.core.types import request_key
+from lmaudit.runner import ResponseCache, RunDir, evaluate, select_samples
+from lmaudit.tasks import get_task
+from lmaudit.tasks.custom import demo_mcq
+
+pytestmark = pytest.mark.slow
+
+
+class CountingModel:
+    """Wraps a real model and records every request key that reaches it."""
+
+    def __init__(self, model):
+        self.inner = model
+        self.sent: list[str] = []
+        self.name = model.name
+
+    def fingerprint(self):
+        return self.inner.fingerprint()
+
+    def loglikelihood(self, requests):
+        self.sent += [request_key(r) for r in requests]
+        return self.inner.loglikelihood(requests)
+
+    def generate(self, requests):
+        self.sent += [request_key(r) for r in requests]
+        return self.inner.generate(requests)
+
+
+def test_run_directory_contents_and_resume_without_model_calls(smollm2, tmp_path):
+    counting = CountingModel(smollm2)
+    first = evaluate(counting, [demo_mcq()], tmp_path / "run", cache_path=tmp_path / "c.sqlite", progress=False,
+                     model_spec="smollm2")
+    assert first.requests_sent == 80 == len(counting.sent) == len(set(counting.sent))
+    records = RunDir(tmp_path / "run").records()
+    assert len(records) == 20 and all(len(r.responses) == 4 and "acc" in r.scores for r in records)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["model"]["fingerprint"] == smollm2.fingerprint()
+    assert manifest["dataset_hashes"] and manifest["seed"] == 0 and "torch" in manifest["versions"]
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    acc = results["tasks"]["demo_mcq"]["metrics"]["acc"]
+    assert set(acc) == {"value", "stderr", "ci95", "n"} and acc["n"] == 20
+    assert set(results["tasks"]["demo_mcq"]["groups"]["topic"]) == {"geography", "science", "math", "history"}
+
+    counting.sent.clear()
+    again = evaluate(counting, [demo_mcq()], tmp_path / "run", cache_path=tmp_path / "c.sqlite", progress=False,
+                     model_spec="smollm2")
+    assert counting.sent == [] and again.samples_resumed == 20 and again.results == first.results
+
+    with pytest.raises(ConfigError, match="holds a different run"):
+        evaluate(counting, [demo_mcq()], tmp_path / "run", limit=5, cache_path=tmp_path / "c.sqlite", progress=False)
+
+
+def test_identical_requests_across_tasks_are_sent_once(smollm2, tmp_path):
+    from lmaudit.tasks.custom import mcq
+    from pathlib import Path
+    import lmaudit.tasks.custom as custom
+
+    copy = mcq(str(Path(custom.__file__).parent / "files" / "demo_mcq.jsonl"), name="demo_copy", id="id")
+    counting = CountingModel(smollm2)
+    result = evaluate(counting, [demo_mcq(), copy], tmp_path / "run", cache_path=tmp_path / "c.sqlite",
+                      progress=False)
+    assert len(counting.sent) == 80 and result.samples_scored == 40
+    assert result.results["tasks"]["demo_copy"]["metrics"] == result.results["tasks"]["demo_mcq"]["metrics"]
+
+
+def test_torn_last_line_is_dropped_and_resumed(smollm2, tmp_path):
+    evaluate(smollm2, [demo_mcq()], tmp_path / "run", cache_path=tmp_path / "c.sqlite", progress=False)
+    samples = tmp_path / "run" / "samples.jsonl"
+    lines = samples.read_text().splitlines(keepends=True)
+    samples.write_text("".join(lines[:-3]) + lines[-3][:40])  # a kill in the middle of a write
+    counting = CountingModel(smollm2)
+    result = evaluate(counting, [demo_mcq()], tmp_path / "run", cache_path=tmp_path / "c.sqlite", progress=False)
+    assert counting.sent == [] and result.samples_scored == 3 and len(RunDir(tmp_path / "run").records()) == 20
+
+
+def test_sigkill_mid_run_then_resume(smollm2, tmp_path, data_dir):
+    run, cache = tmp_path / "run", tmp_path / "cache.sqlite"
+    command = [sys.executable, "-m", "lmaudit", "eval", "--model", "smollm2", "--tasks", "mmlu", "--limit", "48",
+               "--num-fewshot", "1", "--output-dir", str(run), "--cache", str(cache), "--quiet"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    samples = run / "samples.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (samples.exists() and samples.stat().st_size > 0):
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    finished = len(RunDir(run).records())
+    assert 0 < finished < 48, "the kill should land mid-run"
+    answered_before = ResponseCache(cache).count()
+
+    task = get_task("mmlu", num_fewshot=1)
+    counting = CountingModel(smollm2)
+    resumed = evaluate(counting, [task], run, limit=48, cache_path=cache, progress=False, model_spec="smollm2")
+    all_keys = {request_key(r) for s in select_samples(task.samples(), 48, "subject") for r in task.requests(s)}
+    assert len(counting.sent) == len(set(counting.sent)) == len(all_keys) - answered_before
+    assert resumed.samples_resumed == finished
+
+    fresh = evaluate(smollm2, [get_task("mmlu", num_fewshot=1)], tmp_path / "fresh", limit=48,
+                     cache_path=tmp_path / "fresh.sqlite", progress=False, model_spec="smollm2")
+    assert json.loads((run / "results.json").read_text()) == json.loads((tmp_path / "fresh" / "results.json").read_text())
