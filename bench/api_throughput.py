@@ -1,0 +1,108 @@
+"""Throughput of the `openai` backend against a server that answers after a fixed latency, beside lm-eval.
+
+A server that takes `latency` seconds per request and runs any number at once can answer at most
+in_flight / latency requests per second; this reports each client's throughput as a share of that ideal, at
+1, 8, 64 and 256 requests in flight: lmaudit's backend (model.generate over one call) with each of its HTTP
+clients (http=sdk, the official openai SDK, and http=aiohttp) and lm-eval 0.4.13's `local-completions` model
+(generate_until, num_concurrent = in flight) on the same server, in the same run.
+
+The server is lmaudit.testing.stubserver in its own process on 127.0.0.1 (no model: deterministic words).
+
+    python bench/api_throughput.py [--latency 0.5] [--rounds 6] [--levels 1,8,64,256] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+sys.path.insert(0, str(SRC))
+
+
+def start_server(latency: float) -> tuple[subprocess.Popen, str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lmaudit.testing.stubserver", "--port", "0", "--latency", str(latency)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, "PYTHONPATH": str(SRC)})
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if "http://" not in line:
+        process.kill()
+        raise RuntimeError(f"stub server did not start: {line!r}")
+    return process, line.split()[-1]  # .../v1
+
+
+def prompts(tag: str, count: int) -> list[str]:
+    return [f"{tag} request {i}: go on" for i in range(count)]
+
+
+def run_lmaudit(url: str, in_flight: int, count: int, http: str) -> float:
+    from lmaudit.core.types import GenerateRequest
+    from lmaudit.models import load_model
+
+    model = load_model(f"openai:stub@{url}", max_concurrency=in_flight, http=http)
+    model.generate([GenerateRequest(prompt="warm-up", max_tokens=4)])  # start the loop and the clients
+    requests = [GenerateRequest(prompt=p, max_tokens=4) for p in prompts(f"lmaudit-{http}-{in_flight}", count)]
+    began = time.perf_counter()
+    out = model.generate(requests)
+    seconds = time.perf_counter() - began
+    model.close()
+    assert len(out) == count and all(g.text for g in out)
+    return count / seconds
+
+
+def run_lm_eval(url: str, in_flight: int, count: int) -> float:
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.openai_completions import LocalCompletionsAPI
+
+    model = LocalCompletionsAPI(base_url=f"{url}/completions", model="stub", num_concurrent=in_flight,
+                                tokenizer_backend=None, tokenized_requests=False, max_retries=3, timeout=120)
+    requests = [Instance(request_type="generate_until", doc={}, idx=i,
+                         arguments=(p, {"until": ["\n\n"], "max_gen_toks": 4}))
+                for i, p in enumerate(prompts(f"lmeval-{in_flight}", count))]
+    began = time.perf_counter()
+    out = model.generate_until(requests, disable_tqdm=True)
+    seconds = time.perf_counter() - began
+    assert len(out) == count and all(out)
+    return count / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--latency", type=float, default=0.5, help="server seconds per request")
+    parser.add_argument("--rounds", type=int, default=8, help="requests per level = rounds x in-flight")
+    parser.add_argument("--levels", default="1,8,64,256")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    logging.disable(logging.INFO)  # lm-eval logs every batch
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    server, url = start_server(args.latency)
+    rows = []
+    try:
+        for in_flight in (int(level) for level in args.levels.split(",")):
+            count = args.rounds * in_flight
+            ideal = in_flight / args.latency
+            rates = {"lmaudit http=sdk": run_lmaudit(url, in_flight, count, "sdk"),
+                     "lmaudit http=aiohttp": run_lmaudit(url, in_flight, count, "aiohttp"),
+                     "lm-eval local-completions": run_lm_eval(url, in_flight, count)}
+            rows.append({"in_flight": in_flight, "requests": count, "ideal_rps": ideal,
+                         **{name: {"rps": round(rate, 2), "share": round(rate / ideal, 3)}
+                            for name, rate in rates.items()}})
+            print(f"in flight {in_flight:>4} (ideal {ideal:6.1f} req/s): " + " | ".join(
+                f"{name} {rate:6.1f} ({rate / ideal:6.1%})" for name, rate in rates.items()), flush=True)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    if args.json:
+        args.json.write_text(json.dumps({"latency_s": args.latency, "rows": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
