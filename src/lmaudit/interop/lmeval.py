@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lmaudit.core.errors import ConfigError
-from lmaudit.tasks.mmlu import LETTERS, _MMLUData
+from lmaudit.tasks.mmlu import LETTERS, MMLUData
 
 TEMPLATE = """task: {name}
 dataset_path: json
@@ -51,20 +51,13 @@ def write_mmlu_tasks(subjects: list[str], folder: Path, data_dir: str | None = N
     """lm-eval task YAMLs (and JSONL copies of the CSVs, so no column is type-guessed) for these subjects."""
     names = []
     for subject in subjects:
-        data = _MMLUData([subject], num_fewshot=5, data_dir=data_dir)
-        data.samples()
+        data = MMLUData([subject], num_fewshot=5, data_dir=data_dir)
+        test = [(s.data["question"], s.data["choices"], s.target) for s in data.samples()]
         files = {}
-        for split, rows in (("test", data.samples()), ("dev", None)):
-            path = folder / f"{subject}_{split}.jsonl"
-            with open(path, "w", encoding="utf-8") as handle:
-                if rows is not None:
-                    for sample in rows:
-                        handle.write(json.dumps({"question": sample.data["question"], "choices": sample.data["choices"],
-                                                 "answer": sample.target}) + "\n")
-                else:
-                    for question, choices, gold in data.shots[subject]:
-                        handle.write(json.dumps({"question": question, "choices": choices, "answer": gold}) + "\n")
-            files[split] = path
+        for split, rows in (("test", test), ("dev", data.shots[subject])):
+            files[split] = folder / f"{subject}_{split}.jsonl"
+            files[split].write_text("".join(json.dumps({"question": q, "choices": c, "answer": g}) + "\n"
+                                            for q, c, g in rows), encoding="utf-8")
         name = f"lmaudit_mmlu_{subject}"
         description = json.dumps(f"The following are multiple choice questions (with answers) about "
                                  f"{subject.replace('_', ' ')}.\n\n")

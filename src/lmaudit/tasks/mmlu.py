@@ -79,7 +79,7 @@ def _cloze_block(question: str) -> str:
     return f"Question: {question.strip()}\nAnswer:"
 
 
-class _MMLUData:
+class MMLUData:
     """Loads the test questions and the dev examples used as few-shot shots."""
 
     def __init__(self, subjects: list[str], num_fewshot: int, data_dir: str | None):
@@ -121,7 +121,7 @@ class _MMLUData:
 
 
 def _task(name: str, subjects: list[str], cloze: bool, num_fewshot: int = 0, data_dir: str | None = None) -> ChoiceTask:
-    data = _MMLUData(subjects, num_fewshot, data_dir)
+    data = MMLUData(subjects, num_fewshot, data_dir)
     options: dict[str, Any] = {"num_fewshot": num_fewshot, "subjects": subjects if len(subjects) < 57 else "all",
                                "data_files": data.files}
     return ChoiceTask(
