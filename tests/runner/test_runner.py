@@ -14,28 +14,9 @@ from lmaudit.core.types import request_key
 from lmaudit.runner import ResponseCache, RunDir, evaluate, select_samples
 from lmaudit.tasks import get_task
 from lmaudit.tasks.custom import demo_mcq
+from lmaudit.testing.counting import CountingModel
 
 pytestmark = pytest.mark.slow
-
-
-class CountingModel:
-    """Wraps a real model and records every request key that reaches it."""
-
-    def __init__(self, model):
-        self.inner = model
-        self.sent: list[str] = []
-        self.name = model.name
-
-    def fingerprint(self):
-        return self.inner.fingerprint()
-
-    def loglikelihood(self, requests):
-        self.sent += [request_key(r) for r in requests]
-        return self.inner.loglikelihood(requests)
-
-    def generate(self, requests):
-        self.sent += [request_key(r) for r in requests]
-        return self.inner.generate(requests)
 
 
 def test_run_directory_contents_and_resume_without_model_calls(smollm2, tmp_path):
