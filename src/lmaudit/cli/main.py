@@ -118,6 +118,8 @@ def eval_command(
     max_concurrency: Annotated[Optional[int], typer.Option(help="requests in flight (API backends)")] = None,
     cache: Annotated[Optional[Path], typer.Option(help="response cache file (default ~/.cache/lmaudit)")] = None,
     private_cache: Annotated[bool, typer.Option(help="keep the response cache inside the run directory")] = False,
+    contamination: Annotated[Optional[Path], typer.Option(
+        help="flags file from `lmaudit contamination`: also report full / clean / contaminated scores")] = None,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
     """Evaluate a model on tasks; writes manifest.json, samples.jsonl and results.json."""
@@ -148,8 +150,30 @@ def eval_command(
                       shared_cache=not private_cache, progress=not quiet, model_spec=model,
                       options={"batch_size": batch_size, "num_fewshot": num_fewshot, "task_args": task_options})
     console.print(results_table(result.results))
+    if contamination is not None:
+        report_contamination(result.run_dir, task_list, contamination, seed)
     errors.print(f"run directory: {result.run_dir}  (model requests sent: {result.requests_sent}, "
                  f"cache hits: {result.cache_hits}, samples resumed: {result.samples_resumed})", highlight=False)
+
+
+def report_contamination(run_dir: Path, tasks: list[Any], flags: Path, seed: int) -> None:
+    """Scores on full, clean and contaminated subsets per task; written to contamination.json beside results."""
+    from lmaudit.cli.contamination import split_table
+    from lmaudit.contamination.split import split_scores
+    from lmaudit.runner import RunDir
+
+    run = RunDir(run_dir)
+    records = run.records()
+    report = {}
+    for task in tasks:
+        mine = [r for r in records if r.task == task.name]
+        try:
+            report[task.name] = split_scores(mine, flags, task.metrics, task.group_by, seed=seed)
+        except LmauditError as exc:
+            errors.print(f"contamination: {task.name}: {exc}", highlight=False)
+            continue
+        console.print(split_table(task.name, report[task.name]))
+    run.write_json("contamination.json", {"flags": str(flags), "tasks": report})
 
 
 def _positive_int(text: str, flag: str) -> int:
@@ -220,10 +244,12 @@ def show_command(
 
 def _mount_capabilities() -> None:
     """Capability commands; each module imports only typer at start-up, so --help stays fast."""
-    from lmaudit.cli import sandbox, serve
+    from lmaudit.cli import contamination, sandbox, serve
 
     app.add_typer(sandbox.app, name="sandbox", help="Run untrusted code in the sandbox code evals use.")
     app.add_typer(serve.app, name="serve", help="Serve a model over an OpenAI-compatible HTTP API.")
+    app.add_typer(contamination.app, name="contamination",
+                  help="Find benchmark items in training data (substring, ngram) or score membership (mink).")
 
 
 _mount_capabilities()

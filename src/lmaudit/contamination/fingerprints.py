@@ -1,0 +1,78 @@
+"""64-bit fingerprints for the indexes: polynomial window hashes, and a table that finds the text's windows
+whose fingerprint is an indexed one. A fingerprint match is only a candidate: callers compare the real bytes
+or words, so a collision costs a comparison, never a wrong flag.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+BASE = 0x100000001B3  # odd, so invertible modulo 2**64
+_BITMAP_BITS = 26  # 8 MiB: with ~1M keys about 1.5% of lookups get past it to the sorted array
+
+
+class WindowHashes:
+    """sum(values[i + j] * BASE**j for j < length) mod 2**64 for every window start i, any length, with numpy.
+
+    The prefix sums of values[t] * BASE**(t+1) differ by BASE**(i+1) times window i's hash; multiplying by
+    BASE**-(i+1) (BASE is odd, so it has an inverse modulo 2**64) leaves the hash itself. The prefix sums are
+    computed once and serve every window length.
+    """
+
+    def __init__(self, values: np.ndarray):
+        x = values.astype(np.uint64)
+        with np.errstate(over="ignore"):
+            powers = np.cumprod(np.full(len(x), BASE, dtype=np.uint64))
+            self.inverse = np.cumprod(np.full(len(x), pow(BASE, -1, 1 << 64), dtype=np.uint64))
+            self.prefix = np.concatenate((np.zeros(1, dtype=np.uint64), np.cumsum(x * powers, dtype=np.uint64)))
+
+    def windows(self, length: int) -> np.ndarray:
+        count = len(self.prefix) - length
+        if count <= 0:
+            return np.zeros(0, dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            return (self.prefix[length:] - self.prefix[:count]) * self.inverse[:count]
+
+
+def row_hashes(rows: np.ndarray) -> np.ndarray:
+    """The window hash of each row of a 2-D array, the row being the whole window."""
+    powers = np.ones(rows.shape[1], dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        powers[1:] = np.cumprod(np.full(rows.shape[1] - 1, BASE, dtype=np.uint64))
+        return (rows.astype(np.uint64) * powers).sum(axis=1, dtype=np.uint64)
+
+
+class FingerprintTable:
+    """Sorted fingerprints, each with a value; a bitmap of their top bits answers most misses in one probe."""
+
+    def __init__(self, keys: np.ndarray, values: np.ndarray):
+        order = np.argsort(keys, kind="stable")
+        self.keys = keys[order]
+        self.values = values[order]
+        self._fill_bitmap()
+
+    def _fill_bitmap(self) -> None:
+        self.bitmap = np.zeros(1 << (_BITMAP_BITS - 3), dtype=np.uint8)
+        slots = self.keys >> np.uint64(64 - _BITMAP_BITS)
+        np.bitwise_or.at(self.bitmap, slots >> np.uint64(3), np.left_shift(1, slots & np.uint64(7)).astype(np.uint8))
+
+    def __getstate__(self) -> dict:
+        # Workers rebuild the 8 MiB bitmap from the keys rather than receive it.
+        return {"keys": self.keys, "values": self.values}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._fill_bitmap()
+
+    def find(self, fingerprints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(positions, values): every position whose fingerprint is a key, once per value stored under it."""
+        slots = fingerprints >> np.uint64(64 - _BITMAP_BITS)
+        bits = self.bitmap[slots >> np.uint64(3)] >> (slots & np.uint64(7)).astype(np.uint8)
+        passed = np.flatnonzero(bits & 1)
+        low = np.searchsorted(self.keys, fingerprints[passed], side="left")
+        high = np.searchsorted(self.keys, fingerprints[passed], side="right")
+        counts = high - low
+        positions = np.repeat(passed, counts)
+        # Entry k of a run of equal keys: low of its position plus its rank within the run.
+        ranks = np.arange(len(positions)) - np.repeat(np.cumsum(counts) - counts, counts)
+        return positions, self.values[np.repeat(low, counts) + ranks]
