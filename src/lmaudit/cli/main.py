@@ -244,7 +244,13 @@ def show_command(
 
 def _mount_capabilities() -> None:
     """Capability commands; each module imports only typer at start-up, so --help stays fast."""
-    from lmaudit.cli import contamination, sandbox, serve
+    from lmaudit.cli import calibration, contamination, robustness, safety, sandbox, serve
+
+    app.command("redteam")(safety.redteam)
+    app.command("overrefusal")(safety.overrefusal)
+
+    app.add_typer(robustness.app)  # unnamed: its command is the top-level `lmaudit consistency`
+    app.add_typer(calibration.app)  # `lmaudit calibration`
 
     app.add_typer(sandbox.app, name="sandbox", help="Run untrusted code in the sandbox code evals use.")
     app.add_typer(serve.app, name="serve", help="Serve a model over an OpenAI-compatible HTTP API.")

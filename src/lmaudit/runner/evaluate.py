@@ -80,7 +80,7 @@ def default_run_dir(model_name: str) -> Path:
     return Path("runs") / f"{stamp}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', model_name)[:60]}"
 
 
-def _versions() -> dict[str, str]:
+def package_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for package in ("lmaudit", "numpy", "torch", "transformers", "openai"):
         try:
@@ -90,7 +90,7 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str, sort_keys=True))
 
 
@@ -126,7 +126,7 @@ class _Evaluation:
 
     def identity(self) -> dict[str, Any]:
         """What a resumed run must share with the run it continues."""
-        return _jsonable({"model_fingerprint": self.fingerprint, "limit": self.limit, "seed": self.seed,
+        return jsonable({"model_fingerprint": self.fingerprint, "limit": self.limit, "seed": self.seed,
                           "tasks": {task.name: task.config() for task in self.tasks}})
 
     def write_manifest(self, model_spec: str | None, command: list[str] | None, options: dict[str, Any]) -> None:
@@ -145,9 +145,9 @@ class _Evaluation:
             "command": command if command is not None else sys.argv,
             "model": {"spec": model_spec, "name": getattr(self.model, "name", None), "fingerprint": self.fingerprint},
             "identity": identity,
-            "options": _jsonable(options),
+            "options": jsonable(options),
             "seed": self.seed,
-            "versions": _versions(),
+            "versions": package_versions(),
             "dataset_hashes": data_files,
             "invocations": [],
         }
@@ -246,8 +246,8 @@ class _Evaluation:
                 if item.sample.id in outcomes:
                     metadata["execution"] = outcomes[item.sample.id]
                 records.append(SampleRecord(
-                    task=task.name, sample_id=item.sample.id, target=_jsonable(item.sample.target),
-                    metadata=_jsonable(metadata),
+                    task=task.name, sample_id=item.sample.id, target=jsonable(item.sample.target),
+                    metadata=jsonable(metadata),
                     requests=[{"key": k, **to_dict(r)} for k, r in zip(item.keys, item.requests)],
                     responses=[to_dict(self.responses[k]) for k in item.keys],
                     scores={name: float(value) for name, value in sample_scores.items()},
@@ -294,7 +294,7 @@ def evaluate(model: Model, tasks: Sequence[Task], output_dir: str | Path | None 
         evaluation.record_invocation({"started": began, "seconds": round(time.perf_counter() - started, 3),
                                       "requests_sent": evaluation.requests_sent, "cache_hits": hits,
                                       "samples_scored": scored, "samples_resumed": resumed,
-                                      "usage": _jsonable(getattr(model, "usage", None))})
+                                      "usage": jsonable(getattr(model, "usage", None))})
     finally:
         cache.close()
     return EvalResult(run.path, results, evaluation.requests_sent, hits, scored, resumed)

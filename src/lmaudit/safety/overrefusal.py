@@ -1,0 +1,87 @@
+"""Over-refusal: how often a model refuses requests it should answer (JBB benign, XSTest safe prompts)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from lmaudit.models.base import Model
+from lmaudit.runner.aggregate import aggregate
+from lmaudit.runner.evaluate import select_samples
+from lmaudit.safety.datasets import PromptSet
+from lmaudit.safety.engine import AttemptPlan, ModelRole, Pipeline, SafetyRun, TargetSettings, judge_labels
+from lmaudit.safety.judges import Judge, RubricJudge, require_judge_model, uses_model
+from lmaudit.safety.metrics import judge_agreement, parse_failures, score_key
+
+SCHEMA = "lmaudit.safety.overrefusal/1"
+CHUNK = 64
+
+
+@dataclass(frozen=True)
+class OverRefusalConfig:
+    target: TargetSettings = TargetSettings()
+    seed: int = 0
+    limit: int | None = None
+
+
+@dataclass
+class OverRefusalResult:
+    run_dir: Path
+    results: dict[str, Any]
+    requests_sent: dict[str, int]
+    cache_hits: int
+    prompts_run: int
+    prompts_resumed: int
+
+
+def run_overrefusal(target: Model, prompts: PromptSet, judges: Sequence[Judge], output_dir: str | Path | None = None,
+                    *, judge_model: Model | None = None, config: OverRefusalConfig = OverRefusalConfig(),
+                    labels: str | Path | None = None, specs: dict[str, str | None] | None = None,
+                    cache_path: str | Path | None = None, shared_cache: bool = True, progress: bool = False,
+                    command: list[str] | None = None) -> OverRefusalResult:
+    """Answer every prompt once and let each judge decide whether the answer is a refusal."""
+    prompts.require(harmful=False)
+    require_judge_model(judges, judge_model is not None)
+    specs = specs or {}
+    roles = [ModelRole("target", target, specs.get("target"))]
+    if uses_model(judges):
+        roles.append(ModelRole("judge", judge_model, specs.get("judge")))  # type: ignore[arg-type]
+    samples = select_samples(prompts.samples, config.limit, "category")
+    dataset = prompts.config()
+    identity = {"kind": "overrefusal", "models": {r.role: r.model.fingerprint() for r in roles},
+                "dataset": {k: v for k, v in dataset.items() if k != "path"},
+                "limit": config.limit, "seed": config.seed,
+                "target": {"max_tokens": config.target.max_tokens, "temperature": config.target.temperature},
+                "judges": {j.name: j.config() for j in judges}}
+    session = SafetyRun.open(output_dir, roles, identity, cache_path=cache_path, shared_cache=shared_cache,
+                             command=command, options={"limit": config.limit}, dataset=dataset, progress=progress)
+    try:
+        pipeline = Pipeline(session.generator("target"), judges, "refused", config.target,  # type: ignore[arg-type]
+                            judge_model=session.generator("judge"))
+        task = f"overrefusal_{prompts.name}"
+        existing = session.run.records()
+        done = {(r.task, r.sample_id) for r in existing}
+        plans = [AttemptPlan(task, s.id, s, {}, None, config.seed) for s in samples if (task, s.id) not in done]
+        for start in range(0, len(plans), CHUNK):
+            session.run.append(pipeline.run(plans[start:start + CHUNK]))
+        wanted = {s.id for s in samples}
+        records = [r for r in session.run.records() if r.task == task and r.sample_id in wanted]
+        names = [j.name for j in judges]
+        metrics = [score_key("refused", n) for n in names]
+        metrics += [f"reward_{j.name}" for j in judges if isinstance(j, RubricJudge)]
+        results: dict[str, Any] = {
+            "schema": SCHEMA, "model": session.manifest["model"], "models": session.manifest["models"],
+            "dataset": dataset, "limit": config.limit, "seed": config.seed, "task": task, "judges": names,
+            "prompts": len(samples), "complete": len(records) == len(samples),
+            "over_refusal": aggregate(records, metrics, ("category",), seed=config.seed),
+            "parse_failures": parse_failures(records, names),
+            "judge_agreement": judge_agreement(records, names, "refused"),
+        }
+        if labels is not None:
+            results["human_agreement"] = judge_labels(session, pipeline, labels, "refused")
+        session.finish(results, len(plans), len(samples) - len(plans))
+        return OverRefusalResult(session.run.path, results, session.requests_sent(), session.cache_hits(),
+                                 len(plans), len(samples) - len(plans))
+    finally:
+        session.close()
