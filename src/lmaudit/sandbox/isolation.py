@@ -123,18 +123,20 @@ def _bwrap_prefix(tool: str, interpreter: Interpreter, tmp_bytes: int) -> list[s
     masked = _masked_roots()
     for root in masked:
         args += ["--perms", "0755", "--tmpfs", str(root)]
-    # Put back, read-only, what the interpreter needs from inside a masked home (e.g. pyenv, a venv).
-    # Never the home directory itself or a folder above it: that would undo the masking.
+    # Put back, read-only, what the interpreter needs from inside a masked home (e.g. pyenv, a venv) or from
+    # under /tmp, which the sandbox's own tmpfs hides (a checkout or venv in /tmp). Never the home directory
+    # itself or a folder above it: that would undo the masking.
+    hidden = [*masked, Path("/tmp")]
     home = Path.home().resolve()
     needed = [Path(p) for p in interpreter.directories if Path(p) != home and Path(p) not in home.parents]
     rebinds: list[Path] = []
     for path in sorted(needed, key=lambda p: len(p.parts)):
         if any(path == r or r in path.parents for r in rebinds):
             continue
-        if any(root in path.parents for root in masked):
+        if any(root in path.parents for root in hidden):
             rebinds.append(path)
     for path in rebinds:
-        root = next(r for r in masked if r in path.parents)
+        root = next(r for r in hidden if r in path.parents)
         for parent in reversed(path.parents):
             if root in parent.parents:
                 args += ["--perms", "0755", "--dir", str(parent)]
