@@ -68,8 +68,9 @@ def test_torn_last_line_is_dropped_and_resumed(smollm2, tmp_path):
 
 def test_sigkill_mid_run_then_resume(smollm2, tmp_path, data_dir):
     run, cache = tmp_path / "run", tmp_path / "cache.sqlite"
-    command = [sys.executable, "-m", "lmaudit", "eval", "--model", "smollm2", "--tasks", "mmlu", "--limit", "48",
-               "--num-fewshot", "1", "--output-dir", str(run), "--cache", str(cache), "--quiet"]
+    # 24 questions = 96 requests; the first chunk (64 requests) lands records, and the kill follows at once.
+    command = [sys.executable, "-m", "lmaudit", "eval", "--model", "smollm2", "--tasks", "mmlu", "--limit", "24",
+               "--output-dir", str(run), "--cache", str(cache), "--quiet"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     samples = run / "samples.jsonl"
     deadline = time.time() + 300
@@ -78,16 +79,16 @@ def test_sigkill_mid_run_then_resume(smollm2, tmp_path, data_dir):
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     finished = len(RunDir(run).records())
-    assert 0 < finished < 48, "the kill should land mid-run"
+    assert 0 < finished < 24, "the kill should land mid-run"
     answered_before = ResponseCache(cache).count()
 
-    task = get_task("mmlu", num_fewshot=1)
+    task = get_task("mmlu")
     counting = CountingModel(smollm2)
-    resumed = evaluate(counting, [task], run, limit=48, cache_path=cache, progress=False, model_spec="smollm2")
-    all_keys = {request_key(r) for s in select_samples(task.samples(), 48, "subject") for r in task.requests(s)}
+    resumed = evaluate(counting, [task], run, limit=24, cache_path=cache, progress=False, model_spec="smollm2")
+    all_keys = {request_key(r) for s in select_samples(task.samples(), 24, "subject") for r in task.requests(s)}
     assert len(counting.sent) == len(set(counting.sent)) == len(all_keys) - answered_before
     assert resumed.samples_resumed == finished
 
-    fresh = evaluate(smollm2, [get_task("mmlu", num_fewshot=1)], tmp_path / "fresh", limit=48,
+    fresh = evaluate(smollm2, [get_task("mmlu")], tmp_path / "fresh", limit=24,
                      cache_path=tmp_path / "fresh.sqlite", progress=False, model_spec="smollm2")
     assert json.loads((run / "results.json").read_text()) == json.loads((tmp_path / "fresh" / "results.json").read_text())

@@ -276,7 +276,7 @@ programs = {
              "    raise SystemExit(n)\\n",
     "net": "import socket\\nsocket.create_connection(('203.0.113.1', 80), timeout=30)\\n",
     "write": "open('/var/tmp/lmaudit-pwned', 'w')\\n",
-    "ok": "import os\\nassert os.getcwd() == '/tmp'\\nopen('f', 'w').write('x')\\n",
+    "ok": "import os\\nassert os.getcwd() == '/tmp/work'\\nopen('f', 'w').write('x')\\n",
 }
 report = {name: sandbox.run(program).to_dict() for name, program in programs.items()}
 report["level"] = sandbox.isolation.level

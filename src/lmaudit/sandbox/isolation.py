@@ -65,6 +65,11 @@ def isolation_for(level: str) -> Isolation:
     raise ValueError(f"unknown isolation level {level!r}; valid: {', '.join(LEVELS)}")
 
 
+# The program's own directory (and HOME): empty, on the sandbox's tmpfs, apart from the read-only re-binds that
+# the interpreter may need under /tmp.
+WORKDIR = "/tmp/work"
+
+
 def _masked_roots() -> list[Path]:
     """Home directories: hidden behind an empty read-only tmpfs (they hold keys, tokens and caches)."""
     roots: list[Path] = []
@@ -119,7 +124,8 @@ def interpreter_info(interpreter: str) -> Interpreter:
 
 def _bwrap_prefix(tool: str, interpreter: Interpreter, tmp_bytes: int) -> list[str]:
     args = [tool, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-            "--perms", "1777", "--size", str(tmp_bytes), "--tmpfs", "/tmp", "--remount-ro", "/dev"]
+            "--perms", "1777", "--size", str(tmp_bytes), "--tmpfs", "/tmp", "--perms", "1777", "--dir", WORKDIR,
+            "--remount-ro", "/dev"]
     masked = _masked_roots()
     for root in masked:
         args += ["--perms", "0755", "--tmpfs", str(root)]
@@ -144,7 +150,7 @@ def _bwrap_prefix(tool: str, interpreter: Interpreter, tmp_bytes: int) -> list[s
     for root in masked:
         args += ["--remount-ro", str(root)]
     args += ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-             "--die-with-parent", "--new-session", "--chdir", "/tmp"]
+             "--die-with-parent", "--new-session", "--chdir", WORKDIR]
     if running_as_root():
         # Keep only the right to switch to the sandbox uid; the driver drops it before running the program.
         args += ["--cap-add", "CAP_SETUID,CAP_SETGID"]
@@ -176,7 +182,7 @@ def launch(isolation: Isolation, interpreter: Interpreter, tmp_bytes: int, host_
     if isolation.level == "bwrap":
         assert isolation.tool
         uid = secrets.randbelow(_UID_RANGE[1] - _UID_RANGE[0]) + _UID_RANGE[0] if running_as_root() else None
-        return Launch(_bwrap_prefix(isolation.tool, interpreter, tmp_bytes), None, "/tmp", uid, True)
+        return Launch(_bwrap_prefix(isolation.tool, interpreter, tmp_bytes), None, WORKDIR, uid, True)
     assert host_tmp is not None
     if isolation.level == "unshare":
         assert isolation.tool
