@@ -244,7 +244,7 @@ def show_command(
 
 def _mount_capabilities() -> None:
     """Capability commands; each module imports only typer at start-up, so --help stays fast."""
-    from lmaudit.cli import calibration, contamination, robustness, safety, sandbox, serve
+    from lmaudit.cli import calibration, contamination, robustness, safety, sandbox, scaling, serve
 
     app.command("redteam")(safety.redteam)
     app.command("overrefusal")(safety.overrefusal)
@@ -254,6 +254,7 @@ def _mount_capabilities() -> None:
 
     app.add_typer(sandbox.app, name="sandbox", help="Run untrusted code in the sandbox code evals use.")
     app.add_typer(serve.app, name="serve", help="Serve a model over an OpenAI-compatible HTTP API.")
+    app.add_typer(scaling.app, name="scaling")
     app.add_typer(contamination.app, name="contamination",
                   help="Find benchmark items in training data (substring, ngram) or score membership (mink).")
 

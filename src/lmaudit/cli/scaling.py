@@ -153,13 +153,8 @@ def fit(
 
 
 def _has_independent_n_d(table) -> bool:
-    import numpy as np
+    from lmaudit.scaling.fit import separable
 
-    rows = [r for r in table if r.n_params is not None and r.tokens is not None]
-    if len(rows) < 7 or len(rows) != len(table):
+    if len(table) < 7 or any(r.n_params is None or r.tokens is None for r in table):
         return False
-    log_n = np.log([r.n_params for r in rows])
-    log_d = np.log([r.tokens for r in rows])
-    if np.ptp(log_n) == 0 or np.ptp(log_d) == 0:
-        return False
-    return abs(np.corrcoef(log_n, log_d)[0, 1]) < 0.999
+    return separable([r.n_params for r in table], [r.tokens for r in table])
