@@ -3,12 +3,13 @@
 A server that takes `latency` seconds per request and runs any number at once can answer at most
 in_flight / latency requests per second; this reports each client's throughput as a share of that ideal, at
 1, 8, 64 and 256 requests in flight: lmaudit's backend (model.generate over one call) with each of its HTTP
-clients (http=sdk, the official openai SDK, and http=aiohttp) and lm-eval 0.4.13's `local-completions` model
+clients (http=aiohttp, the default, and http=sdk, the official openai SDK; the last column compares the default
+with lm-eval) and lm-eval 0.4.13's `local-completions` model
 (generate_until, num_concurrent = in flight) on the same server, in the same run.
 
 The server is lmaudit.testing.stubserver in its own process on 127.0.0.1 (no model: deterministic words).
 
-    python bench/api_throughput.py [--latency 0.5] [--rounds 6] [--levels 1,8,64,256] [--json out.json]
+    python bench/api_throughput.py [--latency 0.5] [--rounds 16] [--levels 1,8,64,256] [--json out.json]
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 sys.path.insert(0, str(SRC))
+
+from lmaudit.models.openai_api import Options  # noqa: E402  (after the path is set)
 
 
 def start_server(latency: float) -> tuple[subprocess.Popen, str]:
@@ -77,7 +80,7 @@ def run_lm_eval(url: str, in_flight: int, count: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--latency", type=float, default=0.5, help="server seconds per request")
-    parser.add_argument("--rounds", type=int, default=8, help="requests per level = rounds x in-flight")
+    parser.add_argument("--rounds", type=int, default=16, help="requests per level = rounds x in-flight")
     parser.add_argument("--levels", default="1,8,64,256")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -92,11 +95,16 @@ def main() -> None:
             rates = {"lmaudit http=sdk": run_lmaudit(url, in_flight, count, "sdk"),
                      "lmaudit http=aiohttp": run_lmaudit(url, in_flight, count, "aiohttp"),
                      "lm-eval local-completions": run_lm_eval(url, in_flight, count)}
-            rows.append({"in_flight": in_flight, "requests": count, "ideal_rps": ideal,
+            default = Options().http
+            default_rate, lm_eval_rate = rates[f"lmaudit http={default}"], rates["lm-eval local-completions"]
+            verdict = "ahead of" if default_rate > lm_eval_rate else "behind"
+            rows.append({"in_flight": in_flight, "requests": count, "ideal_rps": ideal, "default_client": default,
+                         "default_over_lm_eval": round(default_rate / lm_eval_rate, 3),
                          **{name: {"rps": round(rate, 2), "share": round(rate / ideal, 3)}
                             for name, rate in rates.items()}})
             print(f"in flight {in_flight:>4} (ideal {ideal:6.1f} req/s): " + " | ".join(
-                f"{name} {rate:6.1f} ({rate / ideal:6.1%})" for name, rate in rates.items()), flush=True)
+                f"{name} {rate:6.1f} ({rate / ideal:6.1%})" for name, rate in rates.items())
+                + f" | default ({default}) {verdict} lm-eval, x{default_rate / lm_eval_rate:.3f}", flush=True)
     finally:
         server.terminate()
         server.wait(timeout=10)

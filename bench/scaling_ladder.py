@@ -29,7 +29,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("/tmp/scaling-bench"), help="ladder output folder")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     parser.add_argument("--preset", default="default")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="reuse an existing --out (resumes; not a clean timing)")
     args = parser.parse_args()
 

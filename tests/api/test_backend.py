@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from lmaudit.core.errors import ModelError
+from lmaudit.core.errors import ConfigError, ModelError
 from lmaudit.core.types import Generation, GenerateRequest, LoglikelihoodRequest, Message
 from lmaudit.models import load_model
 from lmaudit.testing.background import BackgroundServer
@@ -109,6 +109,38 @@ def test_wrong_key_is_a_clear_error_without_the_key(http, monkeypatch):
         assert "wrong-key-456" not in str(caught.value)
         monkeypatch.setenv("LMAUDIT_API_KEY", "right-key-123")
         assert load_model(f"openai:stub@{running.url}/v1", http=http).generate(prompts(1))[0].text
+
+
+@pytest.mark.parametrize("http", ["sdk", "aiohttp"])
+def test_both_clients_send_organisation_and_project(http, monkeypatch):
+    server = StubServer()
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-abc")
+    monkeypatch.setenv("OPENAI_PROJECT_ID", "proj-xyz")
+    with BackgroundServer(server.app) as running:
+        model = load_model(f"openai:stub@{running.url}/v1", http=http)
+        assert model.generate(prompts(2))[1].text
+        assert model.usage["http_client"] == http
+    assert server.seen_organization == ["org-abc/proj-xyz"] * 2
+
+
+def test_lean_client_takes_the_proxy_from_the_environment(monkeypatch):
+    from lmaudit.models.openai_api import _env_proxy
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost,.internal")
+    assert _env_proxy("https://api.example.com/v1") == "http://proxy.example:3128"
+    assert _env_proxy("https://gpu7.internal/v1") is None
+    assert _env_proxy("http://127.0.0.1:8000/v1") is None
+    monkeypatch.delenv("HTTPS_PROXY")
+    assert _env_proxy("https://api.example.com/v1") is None
+
+
+def test_default_client_is_the_lean_one_and_others_are_refused(stub):
+    _, url = stub
+    model = load_model(f"openai:stub@{url}")
+    assert model.generate(prompts(1))[0].text and model.usage["http_client"] == "aiohttp"
+    with pytest.raises(ConfigError, match="http='httpx'.*expected 'aiohttp' or 'sdk'"):
+        load_model(f"openai:stub@{url}", http="httpx")
 
 
 def test_retry_after_is_honoured_and_429_cuts_concurrency(stub):

@@ -35,3 +35,29 @@ def test_ray_equals_local(substring_index, ngram_index, dirty_corpus):
             assert sum(json.loads(j)["contaminated"] is True for j in _as_json(on_ray)) >= 48
     finally:
         ray.shutdown()
+
+
+def test_one_large_file_is_shared_out_in_pieces_with_the_same_flags(substring_index, dirty_corpus, tmp_path):
+    from lmaudit.contamination.corpus import corpus_shards, read_batches, split_shards
+
+    folder, _ = dirty_corpus
+    # The multi-file corpus as one JSONL file, ids dropped so that evidence names documents by file:line.
+    whole = tmp_path / "whole.jsonl"
+    with open(whole, "w", encoding="utf-8") as out:
+        for shard in corpus_shards([folder]):
+            for batch in read_batches(shard):
+                out.writelines(json.dumps({"text": text}) + "\n" for text in batch.texts)
+    piece_bytes = whole.stat().st_size // 7
+    pieces = split_shards(corpus_shards([whole]), piece_bytes)
+    assert len(pieces) >= 7 and pieces[0].start == 0 and pieces[-1].end == whole.stat().st_size
+    assert all(a.end == b.start for a, b in zip(pieces, pieces[1:]))
+    lines = [line for piece in pieces for batch in read_batches(piece) for line in batch.lines]
+    assert lines == list(range(1, len(lines) + 1))  # every line once, numbered as in the file
+
+    single = scan_index(substring_index, [whole], workers=1, progress=False)
+    shared = scan_index(substring_index, [whole], workers=2, progress=False, piece_bytes=piece_bytes)
+    assert _as_json(shared) == _as_json(single)
+    assert sum(f.contaminated is True for f in single.flags) >= 60
+    assert shared.stats.files == 1 and shared.stats.documents == single.stats.documents
+    evidence = [e for f in single.flags for e in f.evidence]
+    assert any(e.line > lines[-1] // 2 for e in evidence)  # found in later pieces, numbered as in the file

@@ -30,7 +30,8 @@ def ladder(
     preset: str = typer.Option("default", "--preset", help="Ladder recipe: 'default' or 'tiny' (seconds, for trying)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for initialisation, data order and bootstrap."),
     resamples: Optional[int] = typer.Option(None, "--resamples", help="Bootstrap resamples for the fit."),
-    threads: int = typer.Option(2, "--threads", min=1, help="torch threads."),
+    threads: int = typer.Option(1, "--threads", min=1, max=2, help="torch threads (a second thread slows these "
+                                "small models down)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show training progress bars."),
 ) -> None:
     """Train the ladder, fit L(C), register the target's predicted loss, then train the target and compare."""

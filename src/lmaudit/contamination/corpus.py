@@ -12,7 +12,7 @@ import gzip
 import json
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
 
@@ -27,11 +27,20 @@ FORMATS = {".jsonl": "jsonl", ".txt": "txt", ".parquet": "parquet"}
 BATCH_CHARS = 4 << 20
 
 
+PIECE_BYTES = 64 << 20  # with several workers, uncompressed text files above this are scanned in pieces this big
+
+
 @dataclass(frozen=True)
 class Shard:
+    """One corpus file, or a piece of one: bytes [start, end) of an uncompressed JSONL or text file, cut at
+    line boundaries, whose first line is line `first_line` of the file."""
+
     path: str
     format: str  # jsonl, txt or parquet
-    size: int  # bytes on disk
+    size: int  # bytes on disk (of the whole file)
+    start: int = 0
+    end: int | None = None  # None: to the end of the file
+    first_line: int = 1
 
 
 @dataclass
@@ -100,6 +109,43 @@ def corpus_shards(patterns: Sequence[str | Path]) -> list[Shard]:
     return list(shards.values())
 
 
+def split_shards(shards: Sequence[Shard], piece_bytes: int = PIECE_BYTES) -> list[Shard]:
+    """The shards with every uncompressed JSONL or text file larger than `piece_bytes` cut into pieces of about
+    that size at line boundaries, in file order, so that several workers can share one large file. Gzip cannot
+    be entered mid-stream and Parquet files stay whole."""
+    if piece_bytes < 1:
+        raise ValueError(f"piece_bytes must be positive, got {piece_bytes}")
+    pieces: list[Shard] = []
+    for shard in shards:
+        if shard.format == "parquet" or shard.path.endswith(".gz") or shard.size <= piece_bytes:
+            pieces.append(shard)
+        else:
+            pieces.extend(_cut(shard, piece_bytes))
+    return pieces
+
+
+def _cut(shard: Shard, piece_bytes: int) -> list[Shard]:
+    pieces = []
+    start, line = 0, 1
+    try:
+        with open(shard.path, "rb") as handle:
+            while start < shard.size:
+                handle.seek(start + piece_bytes)
+                handle.readline()  # the line the cut falls in stays in this piece
+                end = min(handle.tell(), shard.size)
+                pieces.append(replace(shard, start=start, end=end, first_line=line))
+                handle.seek(start)
+                remaining = end - start
+                while remaining:  # count the piece's lines: the next piece's first line number
+                    block = handle.read(min(remaining, 16 << 20))
+                    line += block.count(b"\n")
+                    remaining -= len(block)
+                start = end
+    except OSError as exc:
+        raise DataError(f"{shard.path}: cannot be read ({exc})") from exc
+    return pieces
+
+
 def _open_binary(path: str) -> IO[bytes]:
     return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
 
@@ -110,7 +156,7 @@ def read_batches(shard: Shard, *, text_field: str = "text", id_field: str = "id"
     reader = {"jsonl": _jsonl, "txt": _txt, "parquet": _parquet}[shard.format]
     batch = Batch(shard.path)
     try:
-        for line, doc_id, text in reader(shard.path, text_field, id_field):
+        for line, doc_id, text in reader(shard, text_field, id_field):
             batch.add(line, doc_id, text)
             if batch.chars >= batch_chars:
                 yield batch
@@ -121,44 +167,59 @@ def read_batches(shard: Shard, *, text_field: str = "text", id_field: str = "id"
         yield batch
 
 
-def _jsonl(path: str, text_field: str, id_field: str) -> Iterator[tuple[int, str | None, str]]:
-    with _open_binary(path) as handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                row = _loads(raw)
-            except ValueError:
-                try:  # the standard parser accepts a little more (NaN, lone surrogates) and says where it failed
-                    row = json.loads(raw)
-                except ValueError as exc:  # JSONDecodeError and undecodable UTF-8 alike
-                    raise RowError(path, number, None, f"invalid JSON ({exc})") from exc
-            if not isinstance(row, dict):
-                raise RowError(path, number, None, "expected a JSON object per line")
-            if text_field not in row:
-                raise RowError(path, number, text_field, f"missing field (present: {', '.join(row) or 'none'}); "
-                                                         f"choose the text field with --text-field")
-            text = row[text_field]
-            if text is None:
-                continue
-            if not isinstance(text, str):
-                raise RowError(path, number, text_field, f"expected a string, got {type(text).__name__}")
-            doc_id = row.get(id_field)
-            yield number, (None if doc_id is None else str(doc_id)), text
+def _numbered_lines(shard: Shard) -> Iterator[tuple[int, bytes]]:
+    """The shard's lines (bytes, with their line ends) and their 1-based line numbers in the file."""
+    with _open_binary(shard.path) as handle:
+        if shard.end is None:
+            yield from enumerate(handle, start=shard.first_line)
+            return
+        handle.seek(shard.start)
+        position = shard.start
+        for number, raw in enumerate(handle, start=shard.first_line):
+            if position >= shard.end:
+                return
+            position += len(raw)
+            yield number, raw
 
 
-def _txt(path: str, text_field: str, id_field: str) -> Iterator[tuple[int, str | None, str]]:
-    with _open_binary(path) as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                text = raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError as exc:
-                raise RowError(path, number, None, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-            if text:
-                yield number, None, text
+def _jsonl(shard: Shard, text_field: str, id_field: str) -> Iterator[tuple[int, str | None, str]]:
+    path = shard.path
+    for number, raw in _numbered_lines(shard):
+        if not raw.strip():
+            continue
+        try:
+            row = _loads(raw)
+        except ValueError:
+            try:  # the standard parser accepts a little more (NaN, lone surrogates) and says where it failed
+                row = json.loads(raw)
+            except ValueError as exc:  # JSONDecodeError and undecodable UTF-8 alike
+                raise RowError(path, number, None, f"invalid JSON ({exc})") from exc
+        if not isinstance(row, dict):
+            raise RowError(path, number, None, "expected a JSON object per line")
+        if text_field not in row:
+            raise RowError(path, number, text_field, f"missing field (present: {', '.join(row) or 'none'}); "
+                                                     f"choose the text field with --text-field")
+        text = row[text_field]
+        if text is None:
+            continue
+        if not isinstance(text, str):
+            raise RowError(path, number, text_field, f"expected a string, got {type(text).__name__}")
+        doc_id = row.get(id_field)
+        yield number, (None if doc_id is None else str(doc_id)), text
 
 
-def _parquet(path: str, text_field: str, id_field: str) -> Iterator[tuple[int, str | None, str]]:
+def _txt(shard: Shard, text_field: str, id_field: str) -> Iterator[tuple[int, str | None, str]]:
+    for number, raw in _numbered_lines(shard):
+        try:
+            text = raw.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError as exc:
+            raise RowError(shard.path, number, None, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+        if text:
+            yield number, None, text
+
+
+def _parquet(shard: Shard, text_field: str, id_field: str) -> Iterator[tuple[int, str | None, str]]:
+    path = shard.path
     try:
         import pyarrow.parquet as pq
     except ImportError as exc:

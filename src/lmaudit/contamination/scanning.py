@@ -1,7 +1,8 @@
 """Scan a corpus against an index of benchmark items, in this process, a local process pool or on Ray.
 
-Every executor runs the same function on each shard (one corpus file) and the shard results are merged in
-corpus order, so the flags do not depend on the executor, the number of workers or which shard ends first.
+Every executor runs the same function on each shard (a corpus file, or with several workers a piece of a large
+one) and the shard results are merged in corpus order, so the flags do not depend on the executor, the number of
+workers or which shard ends first.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any, Protocol
 
 from tqdm import tqdm
 
-from lmaudit.contamination.corpus import BATCH_CHARS, Batch, Shard, corpus_shards, read_batches
+from lmaudit.contamination.corpus import (BATCH_CHARS, PIECE_BYTES, Batch, Shard, corpus_shards, read_batches,
+                                          split_shards)
 from lmaudit.contamination.items import EvalItem
 from lmaudit.contamination.ngram import NgramIndex, NgramParams
 from lmaudit.contamination.results import Evidence, Flag, Hit
@@ -25,6 +27,7 @@ from lmaudit.contamination.substring import SubstringIndex, SubstringParams
 from lmaudit.core.errors import ConfigError, UnknownNameError
 
 EXECUTORS = ("local", "ray")
+MIN_PIECE_BYTES = 4 << 20  # smaller pieces would cost more in scheduling than they gain in balance
 
 
 class Index(Protocol):
@@ -172,7 +175,7 @@ def _run_local(index: Index, shards: list[Shard], workers: int, options: dict[st
         results = []
         for shard in shards:
             results.append(scan_shard(index, shard, on_batch=bar.update, **options))
-            bar.set_postfix_str(f"files {len(results)}/{len(shards)}")
+            bar.set_postfix_str(f"parts {len(results)}/{len(shards)}")
         return results
     ordered: list[ShardResult | None] = [None] * len(shards)
     # spawn, not fork: a forked child of a process that holds threads (torch, tqdm) can deadlock.
@@ -183,7 +186,7 @@ def _run_local(index: Index, shards: list[Shard], workers: int, options: dict[st
             result = future.result()
             ordered[futures[future]] = result
             bar.update(result.text_bytes)
-            bar.set_postfix_str(f"files {done}/{len(shards)}")
+            bar.set_postfix_str(f"parts {done}/{len(shards)}")
     return ordered  # type: ignore[return-value]
 
 
@@ -214,7 +217,7 @@ def _run_ray(index: Index, shards: list[Shard], workers: int, options: dict[str,
                 result = ray.get(ref)
                 ordered[position] = result
                 bar.update(result.text_bytes)
-                bar.set_postfix_str(f"files {sum(r is not None for r in ordered)}/{len(shards)}")
+                bar.set_postfix_str(f"parts {sum(r is not None for r in ordered)}/{len(shards)}")
                 if queue:
                     next_position, shard = queue.pop(0)
                     running[actor.scan.remote(shard, options)] = (next_position, actor)
@@ -226,18 +229,21 @@ def _run_ray(index: Index, shards: list[Shard], workers: int, options: dict[str,
 
 def scan_corpus(items: Sequence[EvalItem], corpus: Sequence[str | Path], *, method: str = "substring",
                 executor: str = "local", workers: int = 1, text_field: str = "text", id_field: str = "id",
-                max_evidence: int = 5, progress: bool = True, **params: Any) -> ScanResult:
+                max_evidence: int = 5, progress: bool = True, piece_bytes: int = PIECE_BYTES,
+                **params: Any) -> ScanResult:
     """Flag every item found in the corpus (files, globs or folders), with evidence, and time the scan.
 
     `params` go to the method: substring takes length, count, min_chars, seed; ngram takes n, min_words,
     threshold. With executor="ray", an already initialised Ray is used as it is; otherwise `ray.init()` joins
     the cluster in RAY_ADDRESS or starts a local one. Every worker must see the corpus files at their paths.
+    With several workers, large uncompressed JSONL and text files are shared out in pieces of at most
+    `piece_bytes`.
     """
     began = time.perf_counter()
     index = build_index(method, items, **params)
     index_seconds = time.perf_counter() - began
     result = scan_index(index, corpus, executor=executor, workers=workers, text_field=text_field,
-                        id_field=id_field, max_evidence=max_evidence, progress=progress)
+                        id_field=id_field, max_evidence=max_evidence, progress=progress, piece_bytes=piece_bytes)
     result.stats.index_seconds = index_seconds
     result.stats.seconds += index_seconds
     return result
@@ -245,7 +251,7 @@ def scan_corpus(items: Sequence[EvalItem], corpus: Sequence[str | Path], *, meth
 
 def scan_index(index: Index, corpus: Sequence[str | Path], *, executor: str = "local", workers: int = 1,
                text_field: str = "text", id_field: str = "id", max_evidence: int = 5,
-               progress: bool = True) -> ScanResult:
+               progress: bool = True, piece_bytes: int = PIECE_BYTES) -> ScanResult:
     """scan_corpus with an index built beforehand: one index, several corpora or executors."""
     if executor not in EXECUTORS:
         raise UnknownNameError("executor", executor, list(EXECUTORS))
@@ -253,13 +259,19 @@ def scan_index(index: Index, corpus: Sequence[str | Path], *, executor: str = "l
         raise ConfigError(f"workers must be at least 1, got {workers}")
     if max_evidence < 0:
         raise ConfigError(f"max_evidence must be 0 or more, got {max_evidence}")
+    if piece_bytes < 1:
+        raise ConfigError(f"piece_bytes must be positive, got {piece_bytes}")
     shards = corpus_shards(corpus)
     began = time.perf_counter()
+    pieces = shards
+    if workers > 1:  # at most piece_bytes, and small enough that every worker gets about four pieces
+        total = sum(s.size for s in shards)
+        pieces = split_shards(shards, min(piece_bytes, max(MIN_PIECE_BYTES, total // (4 * workers))))
     options = {"text_field": text_field, "id_field": id_field, "max_evidence": max_evidence}
     with tqdm(unit="B", unit_scale=True, unit_divisor=1000, desc=f"{index.method} scan", disable=not progress,
               dynamic_ncols=True) as bar:
         run = _run_ray if executor == "ray" else _run_local
-        results = run(index, shards, workers, options, bar)
+        results = run(index, pieces, workers, options, bar)
     seconds = time.perf_counter() - began
 
     merged: dict[int, ItemMatches] = {}

@@ -171,7 +171,7 @@ def fit_compute_law(compute: Sequence[float], loss: Sequence[float], *, resample
     thetas = np.empty((resamples, 3))
     for i in range(resamples):
         spread = math.sqrt((n - 3) / rng.chisquare(n - 3))
-        y_star = fitted + spread * rng.normal(0, math.sqrt(np.sum(residuals**2) / (n - 3)), size=n)
+        y_star = fitted + spread * rng.choice(scaled, size=n, replace=True)
         thetas[i] = _fit_compute_once(x, y_star, [theta] + _compute_starts(x, y_star))
 
     def natural(t: np.ndarray) -> np.ndarray:

@@ -59,6 +59,7 @@ class StubServer:
     received: Counter = field(default_factory=Counter)  # body key -> requests received
     answered: Counter = field(default_factory=Counter)  # body key -> answers sent
     seen_authorization: list[str] = field(default_factory=list)
+    seen_organization: list[str] = field(default_factory=list)  # OpenAI-Organization and OpenAI-Project, "/"-joined
     in_flight: int = 0
     peak_in_flight: int = 0
     _release: asyncio.Event | None = None
@@ -104,6 +105,8 @@ class StubServer:
         self.received[key] += 1
         sent = request.headers.get("Authorization", "")
         self.seen_authorization.append(sent)
+        self.seen_organization.append(
+            f"{request.headers.get('OpenAI-Organization', '')}/{request.headers.get('OpenAI-Project', '')}")
         if self.api_key is not None and not hmac.compare_digest(sent.encode(), f"Bearer {self.api_key}".encode()):
             return web.json_response({"error": {"message": "invalid API key", "type": "authentication_error"}},
                                      status=401)
