@@ -104,6 +104,20 @@ def test_trained_model_scores_through_the_hf_backend(tiny_ladder):
     assert results[0].logprob == pytest.approx(expected, abs=1e-3)
 
 
+def test_trained_model_evaluates_through_the_eval_command(tiny_ladder, tmp_path):
+    import subprocess
+    import sys
+
+    folder = tiny_ladder[0] / "runs" / "target-d56"
+    command = [sys.executable, "-m", "lmaudit", "eval", "--model", f"hf:{folder}", "--tasks", "demo_mcq",
+               "--output-dir", str(tmp_path / "run"), "--cache", str(tmp_path / "cache.sqlite"), "--quiet"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    samples = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 20 and all(len(s["responses"]) == len(s["requests"]) > 1 for s in samples)
+    assert "demo_mcq" in done.stdout and "model requests sent: " in done.stderr
+
+
 def test_fit_command_on_ladder_runs(tiny_ladder, tmp_path):
     from lmaudit.cli.scaling import app
 
