@@ -112,3 +112,41 @@ def test_pass_rate_table(tmp_path):
     path.write_text("model,compute,problem,pass_rate\nsmall,1e18,p1,0.2\nsmall,1e18,p2,0.2\nbig,1e20,p1,0.5\n")
     with pytest.raises(DataError, match="'big' has no row for problem"):
         read_pass_rates(path)
+
+
+def test_pass_rates_from_code_eval_run_directories_through_the_fit_command(tmp_path):
+    """Rows naming code-eval run directories: their records' pass_rate scores feed the law, its JSON and plot."""
+    import numpy as np
+
+    from typer.testing import CliRunner
+
+    from lmaudit.cli.scaling import app
+    from lmaudit.core.types import SampleRecord
+    from lmaudit.runner import RunDir
+
+    rng = np.random.default_rng(5)
+    difficulty = rng.uniform(0.5, 2.0, 30)
+    compute = [1e18, 1e19, 1e20, 1e21]
+    lines = ["model,compute,run"]
+    for size, c in enumerate(compute):
+        rates = rng.binomial(200, np.exp(-difficulty * 40.0 * c ** -0.1)) / 200
+        run = RunDir(tmp_path / f"run-{size}")
+        run.append([SampleRecord("humaneval", f"HumanEval/{i}", None, {}, [], [], {"pass@1": r, "pass_rate": r})
+                    for i, r in enumerate(rates)])
+        lines.append(f"m{size},{c},run-{size}")
+    table = tmp_path / "runs.csv"
+    table.write_text("\n".join(lines) + "\n")
+    got_compute, got_rates, problems = read_pass_rates(table)
+    assert got_compute == compute and len(problems) == 30 and problems[0].startswith("humaneval/HumanEval/")
+
+    report_path, plot_path = tmp_path / "fit.json", tmp_path / "fit.png"
+    result = CliRunner().invoke(app, ["fit", "--pass-rates", str(table), "--target-compute", "1e23",
+                                      "--resamples", "200", "--json", str(report_path), "--plot", str(plot_path)])
+    assert result.exit_code == 0, result.output
+    overall = json.loads(report_path.read_text())["pass_rate_law"]["overall"]
+    assert overall["k"]["ci_low"] <= 0.1 <= overall["k"]["ci_high"]
+    assert plot_path.read_bytes()[:4] == b"\x89PNG"
+
+    table.write_text("model,compute,run\nm0,1e18,run-0\nm1,1e19,missing-run\n")
+    with pytest.raises(RowError, match="line 3, field 'run'.*missing-run is not a run directory"):
+        read_pass_rates(table)

@@ -74,7 +74,9 @@ def fit(
     resamples: int = typer.Option(1000, "--resamples", min=10, help="Bootstrap resamples."),
     confidence: float = typer.Option(0.95, "--confidence", min=0.5, max=0.999, help="Interval level."),
     seed: int = typer.Option(0, "--seed"),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Write the L(C) figure to this PNG."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write the figure to this PNG (L(C) for --runs, the "
+                                        "pass-rate law for --pass-rates; with both, the latter goes beside it "
+                                        "as <name>-pass-rates.png)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write all results to this JSON file."),
 ) -> None:
     """Fit scaling laws with bootstrap confidence intervals."""
@@ -147,6 +149,12 @@ def fit(
                 est = group.extrapolate(target_compute)
                 line += f", at C={target_compute:.3g}: {_ci(est)}"
             console.print(line)
+        if plot is not None:
+            from lmaudit.scaling.plot import plot_pass_rates
+
+            figure = plot if runs is None else plot.with_name(f"{plot.stem}-pass-rates{plot.suffix}")
+            plot_pass_rates(figure, result, extend_to=target_compute)
+            console.print(f"plot: {figure}")
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(report, indent=1) + "\n")

@@ -1,4 +1,5 @@
-"""The predictable-scaling figure: ladder runs, the fitted L(C) with its bootstrap band, prediction vs actual."""
+"""The predictable-scaling figures: L(C) over the ladder with its bootstrap band and the registered prediction
+against the actual target (the GPT-4 report's Fig. 1), and -E[log pass_rate](C) per difficulty bucket (Fig. 2)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lmaudit.scaling.fit import ComputeLawFit
+from lmaudit.scaling.fit import ComputeLawFit, PassRateFit
 from lmaudit.scaling.runs import RunRecord
 
 if TYPE_CHECKING:
@@ -60,6 +61,50 @@ def plot_scaling(path: str | Path, runs: Sequence[RunRecord], fit: ComputeLawFit
     ax.set_title("Predictable scaling: L(C) = a·C^b + c")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_pass_rates(path: str | Path, fit: PassRateFit, *, extend_to: float | None = None) -> Path:
+    """Write a PNG of -E[log pass_rate] against compute (log-log) for all problems and each difficulty bucket:
+    the models' values, the fitted alpha*C^(-k) with its bootstrap band, and the extrapolation to `extend_to`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    compute = np.array(fit.overall.compute)
+    right = max(compute.max(), extend_to or 0.0)
+    grid = np.logspace(np.log10(compute.min()) - 0.1, np.log10(right) + 0.15, 200)
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    colors = ["black", "tab:green", "tab:blue", "tab:purple", "tab:orange", "tab:red", "tab:brown"]
+    for index, group in enumerate((fit.overall, *fit.buckets)):
+        color = colors[index % len(colors)]
+        draws = group.samples[:, :1] * grid[None, :] ** -group.samples[:, 1:2]
+        tail = 100 * (1 - group.confidence) / 2
+        low, high = np.nanpercentile(draws, [tail, 100 - tail], axis=0)
+        ax.fill_between(grid, low, high, color=color, alpha=0.12, linewidth=0)
+        ax.plot(grid, group.predict(grid), color=color, linewidth=2 if index == 0 else 1,
+                label=f"{group.label}, {len(group.problems)} problems: "
+                      f"{group.alpha.value:.3g}·C^-{group.k.value:.3f}")
+        ax.scatter(group.compute, group.neg_log_pass, color=color, zorder=3, s=18)
+        if extend_to is not None:
+            est = group.extrapolate(extend_to)
+            ax.errorbar([extend_to], [est.value], yerr=[[est.value - est.ci_low], [est.ci_high - est.value]],
+                        fmt="D", color=color, capsize=3, zorder=4)
+    if extend_to is not None:
+        ax.axvline(extend_to, color="gray", linestyle=":", linewidth=1)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("training compute C (FLOPs)")
+    ax.set_ylabel("-E[log pass_rate] (lower is better)")
+    ax.set_title("Capability scaling: -E[log pass_rate] = α·C^(-k)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from typing import Any
 
 from lmaudit.core.errors import DataError, RowError
 from lmaudit.data import Row, read_rows
+from lmaudit.runner import RunDir
 
 COLUMNS = ["name", "role", "n_params", "tokens", "compute", "loss", "wall_seconds", "loss_curve"]
 
@@ -122,31 +123,58 @@ def read_runs(path: str | Path) -> list[RunRecord]:
     return runs
 
 
+def _row_pass_rates(row: Row) -> list[tuple[str, float]]:
+    if str(row.values.get("run") or "").strip():
+        return _run_pass_rates(row)
+    problem = str(row.values.get("problem") or "").strip()
+    if not problem:
+        raise RowError(row.path, row.line, "problem", "missing value (give problem and pass_rate, or run)")
+    raw = row.values.get("pass_rate")
+    try:
+        rate = float(raw)
+    except (TypeError, ValueError):
+        raise RowError(row.path, row.line, "pass_rate", f"not a number: {raw!r}") from None
+    if not 0 <= rate <= 1:
+        raise RowError(row.path, row.line, "pass_rate", f"must be in [0, 1], got {raw!r}")
+    return [(problem, rate)]
+
+
+def _run_pass_rates(row: Row) -> list[tuple[str, float]]:
+    folder = Path(str(row.values["run"]).strip())
+    if not folder.is_absolute():
+        folder = Path(row.path).parent / folder
+    if not (folder / "samples.jsonl").is_file():
+        raise RowError(row.path, row.line, "run", f"{folder} is not a run directory (no samples.jsonl)")
+    found = [(f"{r.task}/{r.sample_id}", float(r.scores["pass_rate"])) for r in RunDir(folder).records()
+             if "pass_rate" in r.scores]
+    if not found:
+        raise RowError(row.path, row.line, "run", f"no record in {folder} has a pass_rate score (it comes from "
+                                                  "code-eval tasks such as humaneval or mbpp)")
+    return found
+
+
 def read_pass_rates(path: str | Path) -> tuple[list[float], list[list[float]], list[str]]:
-    """A long table of per-problem pass rates (columns model, compute, problem, pass_rate) as
-    (compute per model, pass rates [model][problem], problem ids). Every model must rate every problem once."""
+    """Per-problem pass rates as (compute per model, pass rates [model][problem], problem ids).
+
+    The table has columns model and compute, and per row either problem and pass_rate, or run: the directory of
+    a code-eval run (`lmaudit eval --tasks humaneval -n 20 ...`), whose records' pass_rate scores are read, one
+    problem per task and sample id. A relative run path is taken from the table's folder. Every model must rate
+    every problem once.
+    """
     compute: dict[str, float] = {}
     rates: dict[str, dict[str, float]] = {}
     for row in read_rows(path):
         model = str(row.values.get("model") or "").strip()
-        problem = str(row.values.get("problem") or "").strip()
-        for name, value in (("model", model), ("problem", problem)):
-            if not value:
-                raise RowError(row.path, row.line, name, "missing value")
+        if not model:
+            raise RowError(row.path, row.line, "model", "missing value")
         value = _number(row, "compute", required=True)
         if model in compute and compute[model] != value:
             raise RowError(row.path, row.line, "compute", f"model '{model}' already has compute {compute[model]!r}")
         compute[model] = value
-        raw = row.values.get("pass_rate")
-        try:
-            rate = float(raw)
-        except (TypeError, ValueError):
-            raise RowError(row.path, row.line, "pass_rate", f"not a number: {raw!r}") from None
-        if not 0 <= rate <= 1:
-            raise RowError(row.path, row.line, "pass_rate", f"must be in [0, 1], got {raw!r}")
-        if problem in rates.setdefault(model, {}):
-            raise RowError(row.path, row.line, "problem", f"model '{model}' already has a row for '{problem}'")
-        rates[model][problem] = rate
+        for problem, rate in _row_pass_rates(row):
+            if problem in rates.setdefault(model, {}):
+                raise RowError(row.path, row.line, "problem", f"model '{model}' already has a row for '{problem}'")
+            rates[model][problem] = rate
     if not compute:
         raise DataError(f"{path}: the pass-rate table has no rows")
     problems = sorted({p for per_model in rates.values() for p in per_model})
