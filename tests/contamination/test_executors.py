@@ -21,7 +21,7 @@ def test_process_pool_equals_single_process(substring_index, dirty_corpus):
 
 
 @pytest.mark.slow
-def test_ray_equals_local(substring_index, ngram_index, dirty_corpus):
+def test_ray_equals_local(substring_index, ngram_index, dirty_corpus, one_file_corpus):
     import ray
 
     folder, _ = dirty_corpus
@@ -33,21 +33,35 @@ def test_ray_equals_local(substring_index, ngram_index, dirty_corpus):
             assert _as_json(on_ray) == _as_json(local)
             assert on_ray.stats.files == 11 and on_ray.stats.executor == "ray"
             assert sum(json.loads(j)["contaminated"] is True for j in _as_json(on_ray)) >= 48
+        # One file shared out in pieces among the actors.
+        whole, piece_bytes = one_file_corpus
+        local = scan_index(substring_index, [whole], progress=False)
+        on_ray = scan_index(substring_index, [whole], executor="ray", workers=2, progress=False,
+                            piece_bytes=piece_bytes)
+        assert _as_json(on_ray) == _as_json(local)
     finally:
         ray.shutdown()
 
 
-def test_one_large_file_is_shared_out_in_pieces_with_the_same_flags(substring_index, dirty_corpus, tmp_path):
-    from lmaudit.contamination.corpus import corpus_shards, read_batches, split_shards
+@pytest.fixture(scope="module")
+def one_file_corpus(dirty_corpus, tmp_path_factory):
+    """The multi-file corpus as one JSONL file (ids dropped, so evidence names documents by file:line), and a
+    piece size that cuts it into 7 or more pieces."""
+    from lmaudit.contamination.corpus import corpus_shards, read_batches
 
     folder, _ = dirty_corpus
-    # The multi-file corpus as one JSONL file, ids dropped so that evidence names documents by file:line.
-    whole = tmp_path / "whole.jsonl"
+    whole = tmp_path_factory.mktemp("one-file") / "whole.jsonl"
     with open(whole, "w", encoding="utf-8") as out:
         for shard in corpus_shards([folder]):
             for batch in read_batches(shard):
                 out.writelines(json.dumps({"text": text}) + "\n" for text in batch.texts)
-    piece_bytes = whole.stat().st_size // 7
+    return whole, whole.stat().st_size // 7
+
+
+def test_one_large_file_is_shared_out_in_pieces_with_the_same_flags(substring_index, one_file_corpus):
+    from lmaudit.contamination.corpus import corpus_shards, read_batches, split_shards
+
+    whole, piece_bytes = one_file_corpus
     pieces = split_shards(corpus_shards([whole]), piece_bytes)
     assert len(pieces) >= 7 and pieces[0].start == 0 and pieces[-1].end == whole.stat().st_size
     assert all(a.end == b.start for a, b in zip(pieces, pieces[1:]))
