@@ -55,3 +55,16 @@ def test_real_text_with_unicode_punctuation(data_dir):
     assert normalize("STRASSE") == normalize("straße") == "strasse"  # full case folding, not lower()
     assert normalize("ΟΔΟΣ") == normalize("οδος") == normalize("οδoς".replace("o", "ο"))  # final sigma folds too
     assert normalize("Hello,   WORLD!\n42_x") == "helloworld42x"
+
+
+def test_real_text_in_other_scripts_folds_across_text_boundaries(data_dir):
+    """Short news lines in Cyrillic, Chinese and Devanagari: non-ASCII stretches that span the separators
+    between texts are folded together and must still come apart text by text."""
+    news = data_dir / "ntrex128" / "NTREX-128"
+    lines = []
+    for language in ("ref.rus", "ref.zho-CN", "ref.hin", "ref.deu", "src.eng"):
+        lines += (news / f"newstest2019-{language}.txt").read_text(encoding="utf-8").splitlines()[:300]
+    lines += ["", "«»", "Ω", "x"]  # texts left empty, symbols only, one letter
+    buffer, starts, _ = normalize_batch(lines)
+    assert buffer.decode("utf-8").split("\x00") == [reference(line) for line in lines]
+    assert len(starts) == len(lines)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,11 +20,6 @@ def plot_scaling(path: str | Path, runs: Sequence[RunRecord], fit: ComputeLawFit
                  prediction: RegisteredPrediction | None = None, target: RunRecord | None = None,
                  extend_to: float | None = None) -> Path:
     """Write a PNG; the curve runs from the smallest run to the target (or `extend_to`) compute."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     compute = np.array([r.compute for r in runs])
     loss = np.array([r.loss for r in runs])
     right = max([compute.max(), extend_to or 0.0] + [x.compute for x in (prediction, target) if x is not None])
@@ -33,7 +28,7 @@ def plot_scaling(path: str | Path, runs: Sequence[RunRecord], fit: ComputeLawFit
     tail = 100 * (1 - fit.confidence) / 2
     low, high = np.nanpercentile(draws, [tail, 100 - tail], axis=0)
 
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    fig, ax = _figure()
     ax.fill_between(grid, low, high, color="tab:blue", alpha=0.18, linewidth=0,
                     label=f"{100 * fit.confidence:.0f}% bootstrap band")
     ax.plot(grid, fit.predict(grid), color="tab:blue",
@@ -55,32 +50,17 @@ def plot_scaling(path: str | Path, runs: Sequence[RunRecord], fit: ComputeLawFit
         shown += [prediction.loss.ci_low, prediction.loss.ci_high]
     span = max(shown) - min(shown)
     ax.set_ylim(min(shown) - 0.25 * span, max(shown) + 0.25 * span)
-    ax.set_xscale("log")
-    ax.set_xlabel("training compute C = 6·N·D (FLOPs, non-embedding N)")
-    ax.set_ylabel("held-out loss (nats / token)")
-    ax.set_title("Predictable scaling: L(C) = a·C^b + c")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path, xlabel="training compute C = 6·N·D (FLOPs, non-embedding N)",
+                 ylabel="held-out loss (nats / token)", title="Predictable scaling: L(C) = a·C^b + c", legend_size=8)
 
 
 def plot_pass_rates(path: str | Path, fit: PassRateFit, *, extend_to: float | None = None) -> Path:
     """Write a PNG of -E[log pass_rate] against compute (log-log) for all problems and each difficulty bucket:
     the models' values, the fitted alpha*C^(-k) with its bootstrap band, and the extrapolation to `extend_to`."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     compute = np.array(fit.overall.compute)
     right = max(compute.max(), extend_to or 0.0)
     grid = np.logspace(np.log10(compute.min()) - 0.1, np.log10(right) + 0.15, 200)
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    fig, ax = _figure()
     colors = ["black", "tab:green", "tab:blue", "tab:purple", "tab:orange", "tab:red", "tab:brown"]
     for index, group in enumerate((fit.overall, *fit.buckets)):
         color = colors[index % len(colors)]
@@ -98,13 +78,30 @@ def plot_pass_rates(path: str | Path, fit: PassRateFit, *, extend_to: float | No
                         fmt="D", color=color, capsize=3, zorder=4)
     if extend_to is not None:
         ax.axvline(extend_to, color="gray", linestyle=":", linewidth=1)
-    ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("training compute C (FLOPs)")
-    ax.set_ylabel("-E[log pass_rate] (lower is better)")
-    ax.set_title("Capability scaling: -E[log pass_rate] = α·C^(-k)")
+    return _save(fig, ax, path, xlabel="training compute C (FLOPs)", ylabel="-E[log pass_rate] (lower is better)",
+                 title="Capability scaling: -E[log pass_rate] = α·C^(-k)", legend_size=7)
+
+
+def _figure() -> tuple[Any, Any]:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed: the figures only go to files
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(7, 4.5), dpi=120)
+
+
+def _save(fig: Any, ax: Any, path: str | Path, *, xlabel: str, ylabel: str, title: str, legend_size: int) -> Path:
+    """Label a log-compute axis, add the grid and legend, write the PNG and free the figure."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=legend_size)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
