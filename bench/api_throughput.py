@@ -9,7 +9,10 @@ with lm-eval) and lm-eval 0.4.13's `local-completions` model
 
 The server is lmaudit.testing.stubserver in its own process on 127.0.0.1 (no model: deterministic words).
 
-    python bench/api_throughput.py [--latency 0.5] [--rounds 16] [--levels 1,8,64,256] [--json out.json]
+Each client runs --repeats times per level (the order rotating) and its median rate counts, since a single run
+of a few seconds moves by about a point on a shared machine.
+
+    python bench/api_throughput.py [--latency 0.5] [--rounds 16] [--levels 1,8,64,256] [--repeats 3] [--json out.json]
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import argparse
 import json
 import logging
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -46,13 +50,13 @@ def prompts(tag: str, count: int) -> list[str]:
     return [f"{tag} request {i}: go on" for i in range(count)]
 
 
-def run_lmaudit(url: str, in_flight: int, count: int, http: str) -> float:
+def run_lmaudit(url: str, in_flight: int, count: int, http: str, tag: str) -> float:
     from lmaudit.core.types import GenerateRequest
     from lmaudit.models import load_model
 
     model = load_model(f"openai:stub@{url}", max_concurrency=in_flight, http=http)
     model.generate([GenerateRequest(prompt="warm-up", max_tokens=4)])  # start the loop and the clients
-    requests = [GenerateRequest(prompt=p, max_tokens=4) for p in prompts(f"lmaudit-{http}-{in_flight}", count)]
+    requests = [GenerateRequest(prompt=p, max_tokens=4) for p in prompts(f"lmaudit-{http}-{in_flight}-{tag}", count)]
     began = time.perf_counter()
     out = model.generate(requests)
     seconds = time.perf_counter() - began
@@ -61,7 +65,7 @@ def run_lmaudit(url: str, in_flight: int, count: int, http: str) -> float:
     return count / seconds
 
 
-def run_lm_eval(url: str, in_flight: int, count: int) -> float:
+def run_lm_eval(url: str, in_flight: int, count: int, tag: str) -> float:
     from lm_eval.api.instance import Instance
     from lm_eval.models.openai_completions import LocalCompletionsAPI
 
@@ -69,7 +73,7 @@ def run_lm_eval(url: str, in_flight: int, count: int) -> float:
                                 tokenizer_backend=None, tokenized_requests=False, max_retries=3, timeout=120)
     requests = [Instance(request_type="generate_until", doc={}, idx=i,
                          arguments=(p, {"until": ["\n\n"], "max_gen_toks": 4}))
-                for i, p in enumerate(prompts(f"lmeval-{in_flight}", count))]
+                for i, p in enumerate(prompts(f"lmeval-{in_flight}-{tag}", count))]
     began = time.perf_counter()
     out = model.generate_until(requests, disable_tqdm=True)
     seconds = time.perf_counter() - began
@@ -82,6 +86,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.5, help="server seconds per request")
     parser.add_argument("--rounds", type=int, default=16, help="requests per level = rounds x in-flight")
     parser.add_argument("--levels", default="1,8,64,256")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each client per level; the median counts")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     logging.disable(logging.INFO)  # lm-eval logs every batch
@@ -92,15 +97,23 @@ def main() -> None:
         for in_flight in (int(level) for level in args.levels.split(",")):
             count = args.rounds * in_flight
             ideal = in_flight / args.latency
-            rates = {"lmaudit http=sdk": run_lmaudit(url, in_flight, count, "sdk"),
-                     "lmaudit http=aiohttp": run_lmaudit(url, in_flight, count, "aiohttp"),
-                     "lm-eval local-completions": run_lm_eval(url, in_flight, count)}
+            runners = {"lmaudit http=sdk": lambda tag: run_lmaudit(url, in_flight, count, "sdk", tag),
+                       "lmaudit http=aiohttp": lambda tag: run_lmaudit(url, in_flight, count, "aiohttp", tag),
+                       "lm-eval local-completions": lambda tag: run_lm_eval(url, in_flight, count, tag)}
+            # Each client runs `repeats` times, the order rotating so none always goes first; the median counts.
+            trials: dict[str, list[float]] = {name: [] for name in runners}
+            names = list(runners)
+            for repeat in range(args.repeats):
+                for name in names[repeat % len(names):] + names[:repeat % len(names)]:
+                    trials[name].append(runners[name](f"r{repeat}"))
+            rates = {name: statistics.median(values) for name, values in trials.items()}
             default = Options().http
             default_rate, lm_eval_rate = rates[f"lmaudit http={default}"], rates["lm-eval local-completions"]
             verdict = "ahead of" if default_rate > lm_eval_rate else "behind"
             rows.append({"in_flight": in_flight, "requests": count, "ideal_rps": ideal, "default_client": default,
                          "default_over_lm_eval": round(default_rate / lm_eval_rate, 3),
-                         **{name: {"rps": round(rate, 2), "share": round(rate / ideal, 3)}
+                         **{name: {"rps": round(rate, 2), "share": round(rate / ideal, 3),
+                                   "shares": [round(value / ideal, 3) for value in trials[name]]}
                             for name, rate in rates.items()}})
             print(f"in flight {in_flight:>4} (ideal {ideal:6.1f} req/s): " + " | ".join(
                 f"{name} {rate:6.1f} ({rate / ideal:6.1%})" for name, rate in rates.items())

@@ -358,10 +358,12 @@ class _AiohttpClient:
 
     def __init__(self, url: str, key: str, options: Options):
         import aiohttp
+        import orjson
 
-        self._aiohttp = aiohttp
+        self._aiohttp, self._orjson = aiohttp, orjson
         self.url = url
-        headers = {"Authorization": f"Bearer {key}"}
+        # The body goes as bytes that orjson encodes (a third of json's time), so the type is set here.
+        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
         for variable, header in (("OPENAI_ORG_ID", "OpenAI-Organization"), ("OPENAI_PROJECT_ID", "OpenAI-Project")):
             if os.environ.get(variable):
                 headers[header] = os.environ[variable]
@@ -373,7 +375,7 @@ class _AiohttpClient:
     async def post(self, path: str, body: dict[str, Any]) -> Any:
         aiohttp = self._aiohttp
         try:
-            async with self.session.post(self.url + path, json=body) as response:
+            async with self.session.post(self.url + path, data=self._orjson.dumps(body)) as response:
                 payload = await response.read()
                 if response.status >= 400:
                     raise _HttpStatus(response.status, f"Error code: {response.status} - "
@@ -384,7 +386,7 @@ class _AiohttpClient:
             raise _ConnectFailed(str(exc)) from exc
         except aiohttp.ClientError as exc:
             raise _Dropped("connection", f"{type(exc).__name__}: {exc}") from exc
-        return json.loads(payload)
+        return self._orjson.loads(payload)  # its JSONDecodeError is a ValueError: a malformed body, retried
 
     async def close(self) -> None:
         await self.session.close()
