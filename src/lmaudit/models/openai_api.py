@@ -21,7 +21,6 @@ import asyncio
 import collections
 import concurrent.futures
 import inspect
-import json
 import math
 import os
 import queue
