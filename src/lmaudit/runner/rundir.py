@@ -1,33 +1,73 @@
 """A run directory: manifest.json, samples.jsonl (appended as samples finish) and results.json.
 
-Everything is written so that a kill at any instant leaves valid files: JSON files are replaced atomically,
-and a half-written last line of samples.jsonl (the only thing a kill can leave) is cut off on the next open.
+Invariant: a kill at any instant leaves valid files. JSON files are replaced atomically and durably (file, then
+directory, fsynced); records are appended and fsynced; a half-written last line of samples.jsonl (the only thing
+a kill can leave) is cut off on the next open.
+
+One writer at a time: `lock()` takes an exclusive lock on `.lock` inside the directory for as long as the
+writer lives (the kernel drops it when the process dies, so a killed run never leaves a stale lock); a second
+writer is refused with one line naming the holder's pid.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from pathlib import Path
 from typing import Any
 
-from lmaudit.core.errors import DataError
+from lmaudit.core.errors import ConfigError, DataError
+from lmaudit.core.output import append_jsonl, write_json_atomic
 from lmaudit.core.types import SampleRecord
 
-MANIFEST, SAMPLES, RESULTS = "manifest.json", "samples.jsonl", "results.json"
+MANIFEST, SAMPLES, RESULTS, LOCK = "manifest.json", "samples.jsonl", "results.json", ".lock"
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+def prepare_dir(path: str | Path) -> Path:
+    """Create `path` if needed and check that it is a writable directory; one clear error otherwise."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"output directory {path} exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create output directory {path}: {exc.strerror}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"output directory {path} is not writable")
+    return path
 
 
 class RunDir:
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.path = prepare_dir(path)
         self.samples_path = self.path / SAMPLES
+        self._lock_handle: Any = None
+
+    def lock(self) -> None:
+        """Become the directory's only writer, or raise ConfigError naming the process that is."""
+        if self._lock_handle is not None:
+            return
+        handle = open(self.path / LOCK, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise ConfigError(f"{self.path} is being written by another lmaudit process (pid {holder}); "
+                              f"wait for it to finish or use another --output-dir") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._lock_handle = handle
+
+    def unlock(self) -> None:
+        if self._lock_handle is not None:
+            fcntl.flock(self._lock_handle, fcntl.LOCK_UN)
+            self._lock_handle.close()
+            self._lock_handle = None
 
     def read_json(self, name: str) -> dict[str, Any] | None:
         path = self.path / name
@@ -47,7 +87,7 @@ class RunDir:
             return []
         raw = self.samples_path.read_bytes()
         complete = raw[: raw.rfind(b"\n") + 1]
-        if len(complete) != len(raw):
+        if len(complete) != len(raw) and self._lock_handle is not None:  # only the writer repairs the file
             with open(self.samples_path, "r+b") as handle:
                 handle.truncate(len(complete))
         records = []
@@ -56,14 +96,9 @@ class RunDir:
                 continue
             try:
                 records.append(SampleRecord.from_dict(json.loads(line)))
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 raise DataError(f"{self.samples_path}, line {number}: not a sample record ({exc})") from exc
         return records
 
     def append(self, records: list[SampleRecord]) -> None:
-        if not records:
-            return
-        with open(self.samples_path, "a", encoding="utf-8") as handle:
-            handle.write("".join(record.to_json() + "\n" for record in records))
-            handle.flush()
-            os.fsync(handle.fileno())
+        append_jsonl(self.samples_path, [record.to_json() for record in records])

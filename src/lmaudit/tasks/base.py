@@ -37,8 +37,26 @@ class Task(Protocol):
     def score(self, sample: Sample, responses: list[Response]) -> dict[str, float]: ...
 
     def config(self) -> dict[str, Any]:
-        """Options and data files (with digests) that define the task, for the run manifest."""
+        """Options and data files (with digests) that define the task, for the run manifest.
+
+        Pure: it must not depend on whether samples() has run (a resumed run compares it before loading).
+        """
         ...
+
+
+@dataclass(frozen=True)
+class Scored:
+    """What scoring one sample gives: its scores, plus a payload the runner files in the record's typed fields."""
+
+    scores: dict[str, float]
+    execution: Any = None  # a sandbox's per-program outcomes (code evals)
+
+
+@runtime_checkable
+class BatchScoringTask(Task, Protocol):
+    """A task that scores many samples at once (code execution runs programs in parallel)."""
+
+    def score_batch(self, items: Sequence[tuple[Sample, Sequence[Response]]]) -> list[Scored]: ...
 
 
 def choice_scores(logprobs: Sequence[float], choices: Sequence[str], gold: int,
