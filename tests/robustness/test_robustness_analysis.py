@@ -134,7 +134,7 @@ def test_the_original_variant_builds_exactly_the_mmlu_requests(num_fewshot):
         assert original.requests(variant) == task.requests(source)
     for variant in rotate.samples()[:3] + relabel.samples()[:2]:
         requests = rotate.requests(variant) if variant.metadata["kind"] == "rotate" else relabel.requests(variant)
-        source = next(s for s in sources if s.id == variant.metadata["source_id"])
+        source = next(s for s in sources if s.id == variant.source_id)
         prefix = task.requests(source)[0].context
         block = question_block(source.data["question"], source.data["choices"], ("A", "B", "C", "D"))
         labels = variant.metadata["labels"]
@@ -162,7 +162,7 @@ def test_an_instruction_and_few_shot_prefix_is_kept_verbatim(tmp_path):
 
 def test_records_without_variant_metadata_are_refused():
     plain = SampleRecord("mmlu", "x/1", 0, {"subject": "x"}, [], [], {})
-    with pytest.raises(DataError, match="sample_id='x/1', field 'metadata.source_id'"):
+    with pytest.raises(DataError, match="sample_id='x/1', field 'source_id'"):
         robustness_report([plain])
 
 

@@ -34,7 +34,7 @@ def test_variants_after_the_plain_eval_never_repeat_a_model_call(smollm2, one_th
     originals = [r for r in records if r.metadata["kind"] == "original"]
     assert len(originals) == ITEMS
     for record in originals:
-        assert record.responses == by_id[record.metadata["source_id"]].responses
+        assert record.responses == by_id[record.source_id].responses
     assert {r.metadata["kind"] for r in records} == {"original", *VARIANTS}
     assert run.report.overall.n_items == ITEMS and run.report.overall.truefalse is not None
 

@@ -33,7 +33,7 @@ def items(draw, min_options=2, max_options=9):
 def check_maps_back(variant, item):
     sample = variant.to_sample()
     meta = sample.metadata
-    assert meta["source_id"] == item.id and meta["source_gold"] == item.gold and meta["kind"] == variant.kind
+    assert sample.source_id == item.id and meta["source_gold"] == item.gold and meta["kind"] == variant.kind
     if variant.kind == "truefalse":
         (option,) = meta["option_map"]
         assert sample.data["choices"] == [item.choices[option]] and meta["labels"] == ["Yes", "No"]

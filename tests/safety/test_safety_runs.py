@@ -67,7 +67,7 @@ def test_redteam_records_results_and_resume(model, tmp_path, data_dir):  # noqa:
     assert len(present) == 2 and all(r.metadata["attempt"] == 1 for r in present)  # greedy: one attempt says it all
     for record in past:
         assert record.sample_id == f"{record.metadata['behavior']}/attempt-{record.metadata['attempt']}"
-        assert record.metadata["request_roles"] == ["attacker", "target", "judge:safe_unsafe"]
+        assert record.roles == ["attacker", "target", "judge:safe_unsafe"]
         assert len(record.requests) == len(record.responses) == 3
         attacker, target_request, judge_request = record.requests
         assert attacker["temperature"] == 1.0 and attacker["seed"] is not None
@@ -164,7 +164,7 @@ def test_overrefusal_on_benign_sets(model, tmp_path, data_dir):  # noqa: F811
                              cache_path=tmp_path / "c.sqlite")
     records = RunDir(tmp_path / "x").records()
     assert [r.sample_id for r in records] == ["1", "51"]  # the first safe prompt of two XSTest types
-    assert all(r.metadata["request_roles"] == ["target", "judge:refusal"] for r in records)
+    assert all(r.roles == ["target", "judge:refusal"] for r in records)
     rate = result.results["over_refusal"]["metrics"]["refused_rules"]
     assert rate["n"] == 2 and rate["value"] == sum(r.scores["refused_rules"] for r in records) / 2
     assert len(rate["ci95"]) == 2 and result.results["parse_failures"]["refusal"] in (0, 1, 2)

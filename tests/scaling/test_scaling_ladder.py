@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lmaudit.core.errors import ConfigError, DataError
-from lmaudit.scaling.ladder import read_prediction, register_prediction
+from lmaudit.scaling.prediction import read_prediction, register_prediction
 from lmaudit.scaling.runs import read_runs
 
 

@@ -14,10 +14,9 @@ non-empty bins; Brier = mean over items of sum over options (p - [option is gold
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -25,11 +24,11 @@ from lmaudit.calibration.options import OptionProbs, option_probs
 from lmaudit.core.errors import ConfigError
 from lmaudit.core.stats import MetricSummary, summarize
 from lmaudit.core.types import SampleRecord
+from lmaudit.runner.aggregate import group_buckets
 
 VIEWS = ("options", "top")
 BINNINGS = ("width", "mass")
 RESAMPLES = 1000
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -185,18 +184,6 @@ def calibration_slice(items: Sequence[OptionProbs], *, n_bins: int = 10, seed: i
         outside_mass=summarize(outside, seed=seed) if len(outside) == len(items) else None,
         reliability=tuple(_reliability(items, view, binning, n_bins, seed) for view in VIEWS for binning in BINNINGS),
     )
-
-
-def group_buckets(entries: Sequence[tuple[dict[str, Any], T]], key: str) -> dict[str, list[T]]:
-    """Entries by the value of metadata `key` (sorted by value); a ConfigError if no entry has that key."""
-    buckets: dict[str, list[T]] = defaultdict(list)
-    for metadata, entry in entries:
-        if key in metadata:
-            buckets[str(metadata[key])].append(entry)
-    if entries and not buckets:
-        present = sorted({k for metadata, _ in entries for k in metadata})
-        raise ConfigError(f"no record has the metadata column '{key}' to group by; present: {', '.join(present)}")
-    return dict(sorted(buckets.items()))
 
 
 def calibration_report(records: Sequence[SampleRecord], group_by: Sequence[str] = (), *, n_bins: int = 10,

@@ -1,21 +1,12 @@
-"""PNG plots (matplotlib, Agg): reliability diagrams and bar charts of metrics with their 95% CIs."""
+"""Reliability diagrams as PNG (matplotlib through lmaudit.core.output, which also draws the CI bar charts)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 from lmaudit.calibration.metrics import CalibrationSlice, Reliability
+from lmaudit.core.output import pyplot, save_figure
 from lmaudit.core.stats import MetricSummary
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _ci(summary: MetricSummary) -> str:
@@ -45,41 +36,11 @@ def _panel(axis, reliability: Reliability, title: str) -> None:
 
 def reliability_figure(part: CalibrationSlice, binning: str, path: str | Path, title: str) -> Path:
     """Two panels: every option as a point (GPT-4 style) and the top choice only."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(11, 5))
     label = "equal-width" if binning == "width" else "equal-mass"
     _panel(axes[0], part.get("options", binning), f"every option as a point ({label} bins)")
     _panel(axes[1], part.get("top", binning), f"top choice only ({label} bins)")
     figure.suptitle(f"{title}  (n={part.n_items} items, accuracy {_ci(part.accuracy)}, Brier {_ci(part.brier)})",
                     fontsize=10)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return Path(path)
-
-
-def bar_chart(series: dict[str, Sequence[tuple[str, MetricSummary]]], path: str | Path, title: str,
-              value_label: str) -> Path:
-    """Grouped horizontal bars (one colour per series) with 95% CI whiskers; one row per label."""
-    plt = _pyplot()
-    labels = list(dict.fromkeys(label for rows in series.values() for label, _ in rows))
-    height = 0.8 / max(1, len(series))
-    figure, axis = plt.subplots(figsize=(8, 1.2 + 0.28 * len(labels) * max(1, len(series)) ** 0.5))
-    for offset, (name, rows) in enumerate(series.items()):
-        values = dict(rows)
-        ys = [labels.index(label) + offset * height for label in values]
-        summaries = list(values.values())
-        error = [[max(0.0, s.value - s.ci_low) for s in summaries], [max(0.0, s.ci_high - s.value) for s in summaries]]
-        axis.barh(ys, [s.value for s in summaries], height=height, xerr=error, capsize=2, label=name)
-    axis.set_yticks([i + height * (len(series) - 1) / 2 for i in range(len(labels))])
-    axis.set_yticklabels(labels, fontsize=8)
-    axis.invert_yaxis()
-    axis.set_xlim(0, 1)
-    axis.set_xlabel(f"{value_label} (bars: 95% bootstrap CI)")
-    axis.set_title(title, fontsize=10)
-    if len(series) > 1:
-        axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return Path(path)
+    return save_figure(figure, path, dpi=110)[0]

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from lmaudit.calibration.metrics import BINNINGS, VIEWS, CalibrationReport, CalibrationSlice, calibration_report
 from lmaudit.core.errors import ConfigError
+from lmaudit.core.output import MAX_BARS, bar_chart, write_json_atomic, write_jsonl
 from lmaudit.models.base import Model
 from lmaudit.runner import RunDir, evaluate
 from lmaudit.tasks.base import Task
 
-MAX_BARS = 80  # a grouping key with more values than this gets no bar chart (it would be unreadable)
 
 
 @dataclass(frozen=True)
@@ -23,12 +21,6 @@ class CalibrationRun:
     report: CalibrationReport
     requests_sent: int  # model calls this invocation made (0 when everything came from the cache or a resume)
     files: tuple[Path, ...]
-
-
-def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
-    path.write_text("".join(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n" for row in rows),
-                    encoding="utf-8")
-    return path
 
 
 def slices(report: CalibrationReport) -> list[tuple[str | None, str | None, CalibrationSlice]]:
@@ -40,11 +32,11 @@ def slices(report: CalibrationReport) -> list[tuple[str | None, str | None, Cali
 
 def write_calibration(report: CalibrationReport, directory: str | Path, title: str) -> list[Path]:
     """calibration.json, calibration_bins.jsonl, calibration_groups.jsonl and the PNG plots."""
-    from lmaudit.calibration.plots import bar_chart, reliability_figure
+    from lmaudit.calibration.plots import reliability_figure
 
     directory = Path(directory)
     files = [directory / "calibration.json"]
-    files[0].write_text(json.dumps(report.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_json_atomic(files[0], report.to_dict())
     bins, groups = [], []
     for key, name, part in slices(report):
         where = {"group_key": key, "group": name}

@@ -10,7 +10,7 @@ from lmaudit.codeeval.passk import pass_at_k
 from lmaudit.core.errors import ConfigError
 from lmaudit.core.hashing import file_digest
 from lmaudit.core.types import GenerateRequest, Generation, Message, Request, Response, Sample
-from lmaudit.sandbox import ExecResult, Sandbox
+from lmaudit.sandbox import ExecResult, Program, Sandbox
 from lmaudit.tasks.base import Scored
 
 STANDARD_KS = (1, 10, 100)
@@ -83,8 +83,8 @@ class CodeTask:
             return extract_code(text, sample.data.get("entry_point"))
         return cut_at_stop(text, self.benchmark.base_stop)
 
-    def program(self, sample: Sample, text: str) -> str:
-        """The program the sandbox runs for one model answer: the code plus the problem's tests."""
+    def program(self, sample: Sample, text: str) -> Program:
+        """What the sandbox runs for one model answer: the code, and the problem's tests to judge it."""
         return self.benchmark.program(sample, self.code(sample, text))
 
     def score(self, sample: Sample, responses: list[Response]) -> dict[str, float]:
@@ -92,7 +92,7 @@ class CodeTask:
 
     def score_batch(self, items: Sequence[tuple[Sample, Sequence[Response]]]) -> list[Scored]:
         """Run every program of every item in parallel on the sandbox's workers, then score per item."""
-        programs: list[str] = []
+        programs: list[Program] = []
         for sample, responses in items:
             if len(responses) != self.n:
                 raise ConfigError(f"{self.name} {sample.id}: expected {self.n} responses, got {len(responses)}")

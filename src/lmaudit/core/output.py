@@ -12,7 +12,10 @@ import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lmaudit.core.stats import MetricSummary
 
 
 def strict(value: Any) -> Any:
@@ -79,6 +82,11 @@ def append_jsonl(path: str | Path, rows: Iterable[Any]) -> int:
     return len(lines)
 
 
+def write_jsonl(path: str | Path, rows: Iterable[Any]) -> Path:
+    """A whole JSONL file, replaced atomically (for tables; append_jsonl is for logs that grow)."""
+    return write_text_atomic(path, "".join(dumps(row, indent=None) + "\n" for row in rows))
+
+
 def write_table(rows: Sequence[Mapping[str, Any]], path: str | Path, columns: Sequence[str] | None = None) -> Path:
     """A tidy table as CSV, or Parquet when `path` ends in .parquet. Columns keep their order (stable schema)."""
     import csv
@@ -129,3 +137,30 @@ def save_figure(figure: Any, path: str | Path, *, dpi: int = 120, svg: bool = Fa
     finally:
         plt.close(figure)
     return written
+
+
+MAX_BARS = 80  # a chart with more labels than this is unreadable: callers skip it
+
+
+def bar_chart(series: dict[str, Sequence[tuple[str, "MetricSummary"]]], path: str | Path, title: str,
+              value_label: str) -> Path:
+    """Grouped horizontal bars (one colour per series) with 95% CI whiskers; one row per label."""
+    plt = pyplot()
+    labels = list(dict.fromkeys(label for rows in series.values() for label, _ in rows))
+    height = 0.8 / max(1, len(series))
+    figure, axis = plt.subplots(figsize=(8, 1.2 + 0.28 * len(labels) * max(1, len(series)) ** 0.5))
+    for offset, (name, rows) in enumerate(series.items()):
+        values = dict(rows)
+        ys = [labels.index(label) + offset * height for label in values]
+        summaries = list(values.values())
+        error = [[max(0.0, s.value - s.ci_low) for s in summaries], [max(0.0, s.ci_high - s.value) for s in summaries]]
+        axis.barh(ys, [s.value for s in summaries], height=height, xerr=error, capsize=2, label=name)
+    axis.set_yticks([i + height * (len(series) - 1) / 2 for i in range(len(labels))])
+    axis.set_yticklabels(labels, fontsize=8)
+    axis.invert_yaxis()
+    axis.set_xlim(0, 1)
+    axis.set_xlabel(f"{value_label} (bars: 95% bootstrap CI)")
+    axis.set_title(title, fontsize=10)
+    if len(series) > 1:
+        axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return save_figure(figure, path, dpi=110)[0]

@@ -40,6 +40,15 @@ def summary_rows(summaries: dict[str, dict[str, Any]], *, task: str | None = Non
                       s.get("n"), task, group) for metric, s in summaries.items()]
 
 
+def aggregate_rows(summary: dict[str, Any], *, task: str | None = None) -> list[MetricRow]:
+    """Rows of `runner.aggregate()`'s output: the overall metrics, then one row per group and metric."""
+    rows = summary_rows(summary["metrics"], task=task)
+    for key, groups in summary.get("groups", {}).items():
+        for value, metrics in groups.items():
+            rows += summary_rows(metrics, task=task, group=f"{key}={value}")
+    return rows
+
+
 def envelope(kind: str, metrics: Sequence[MetricRow], **details: Any) -> dict[str, Any]:
     return {"schema": RESULTS_SCHEMA, "kind": kind, "metrics": [m.to_dict() for m in metrics], **details}
 

@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from lmaudit.calibration.metrics import group_buckets
-from lmaudit.calibration.options import option_logprobs
+from lmaudit.calibration import option_logprobs
 from lmaudit.core.errors import DataError
 from lmaudit.core.stats import MetricSummary, summarize
 from lmaudit.core.types import SampleRecord
+from lmaudit.runner.aggregate import group_buckets
 from lmaudit.robustness.variants import KINDS, source_option
 
 FAMILIES: dict[str, tuple[str, ...]] = {
@@ -33,7 +33,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "order+labels": ("rotate", "permute", "relabel"),
     "all": ("rotate", "permute", "relabel", "drop", "nota"),
 }
-VARIANT_KEYS = ("source_id", "kind", "variant", "option_map", "labels", "source_gold", "n_source_options", "nota")
+VARIANT_KEYS = ("kind", "variant", "option_map", "labels", "source_gold", "n_source_options", "nota")
 
 
 @dataclass(frozen=True)
@@ -131,8 +131,12 @@ def _require(record: SampleRecord, key: str) -> Any:
 def item_outcomes(records: Sequence[SampleRecord]) -> list[ItemOutcomes]:
     """Group variant records by source item, ordered by source id (file order varies with resumes)."""
     items: dict[str, ItemOutcomes] = {}
-    for record in sorted(records, key=lambda r: (str(r.metadata.get("source_id")), r.sample_id)):
-        source_id, kind, variant = (_require(record, k) for k in ("source_id", "kind", "variant"))
+    for record in sorted(records, key=lambda r: (str(r.source_id), r.sample_id)):
+        if record.source_id is None:
+            raise DataError(f"record task={record.task} sample_id={record.sample_id!r}, field 'source_id': missing; "
+                            "robustness analyses read the records of variant tasks (lmaudit.robustness.variant_tasks)")
+        source_id = record.source_id
+        kind, variant = (_require(record, k) for k in ("kind", "variant"))
         if kind not in KINDS:
             raise DataError(f"record task={record.task} sample_id={record.sample_id!r}, field 'metadata.kind': "
                             f"unknown variant kind {kind!r}")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lmaudit.calibration.run import MAX_BARS, write_jsonl
+from lmaudit.core.output import MAX_BARS, bar_chart, write_json_atomic, write_jsonl
 from lmaudit.models.base import Model
 from lmaudit.robustness.analysis import RobustnessReport, RobustnessSlice, robustness_report, slice_to_dict
 from lmaudit.robustness.tasks import DEFAULT_PERMUTATIONS, variant_tasks
@@ -35,11 +34,10 @@ def _slices(report: RobustnessReport) -> list[tuple[str | None, str | None, Robu
 
 def write_robustness(report: RobustnessReport, directory: str | Path, title: str) -> list[Path]:
     """robustness.json, one JSONL table per metric family (with every group), per-item outcomes and PNG plots."""
-    from lmaudit.calibration.plots import bar_chart
 
     directory = Path(directory)
     files = [directory / "robustness.json"]
-    files[0].write_text(json.dumps(report.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_json_atomic(files[0], report.to_dict())
     tables: dict[str, list[dict[str, Any]]] = {"variants": [], "families": [], "truefalse": []}
     for key, name, part in _slices(report):
         flat = slice_to_dict(part)

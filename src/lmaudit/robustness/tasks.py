@@ -76,7 +76,7 @@ class VariantTask:
                                              seed=self.seed)]
 
     def requests(self, sample: Sample) -> list[Request]:
-        source = sample.metadata["source_id"]
+        source = sample.source_id
         option_labels = tuple(sample.data["labels"])
         if self.kind == "truefalse":
             context = true_false_prompt(sample.data["question"], sample.data["choices"][0])

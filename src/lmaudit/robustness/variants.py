@@ -95,13 +95,13 @@ class Variant:
         return f"{self.source.id}|{self.name}"
 
     def to_sample(self) -> Sample:
-        metadata = {**self.source.metadata, "source_id": self.source.id, "kind": self.kind, "variant": self.name,
+        metadata = {**self.source.metadata, "kind": self.kind, "variant": self.name,
                     "option_map": list(self.option_map), "labels": list(self.labels),
                     "source_gold": self.source.gold, "n_source_options": len(self.source.choices)}
         if self.nota is not None:
             metadata["nota"] = self.nota
         data = {"question": self.source.question, "choices": list(self.choices), "labels": list(self.labels)}
-        return Sample(id=self.id, data=data, target=self.target, metadata=metadata)
+        return Sample(id=self.id, data=data, target=self.target, metadata=metadata, source_id=self.source.id)
 
 
 def labels(style: str, n: int) -> tuple[str, ...]:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
+from lmaudit.core.errors import ConfigError
 from lmaudit.core.stats import summarize
 from lmaudit.core.types import SampleRecord
+
+T = TypeVar("T")
 
 
 def summarize_records(records: Sequence[SampleRecord], metrics: Iterable[str], *, seed: int = 0) -> dict[str, Any]:
@@ -30,3 +33,15 @@ def aggregate(records: Sequence[SampleRecord], metrics: Sequence[str], group_by:
                 buckets[str(record.metadata[key])].append(record)
         groups[key] = {name: summarize_records(members, metrics, seed=seed) for name, members in sorted(buckets.items())}
     return {"n_samples": len(records), "metrics": summarize_records(records, metrics, seed=seed), "groups": groups}
+
+
+def group_buckets(entries: Sequence[tuple[dict[str, Any], T]], key: str) -> dict[str, list[T]]:
+    """Entries by the value of metadata `key` (sorted by value); a ConfigError if no entry has that key."""
+    buckets: dict[str, list[T]] = defaultdict(list)
+    for metadata, entry in entries:
+        if key in metadata:
+            buckets[str(metadata[key])].append(entry)
+    if entries and not buckets:
+        present = sorted({k for metadata, _ in entries for k in metadata})
+        raise ConfigError(f"no record has the metadata column '{key}' to group by; present: {', '.join(present)}")
+    return dict(sorted(buckets.items()))

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from lmaudit.core.errors import ConfigError, DataError
-from lmaudit.core.results import RESULTS_SCHEMA, MetricRow, summary_rows
+from lmaudit.core.results import RESULTS_SCHEMA, MetricRow, aggregate_rows
 from lmaudit.core.types import Request, Response, Sample, SampleRecord, request_key, to_dict
 from lmaudit.models.base import Model
 from lmaudit.runner.aggregate import aggregate
@@ -158,10 +158,7 @@ def eval_results(tasks: Sequence[Task], plan: dict[str, list[Sample]], records: 
         summary = aggregate(mine, task.metrics, task.group_by, seed=seed)
         tasks_out[task.name] = {**summary, "metric_names": list(task.metrics), "group_by": list(task.group_by),
                                 "complete": len(mine) == len(plan[task.name])}
-        rows += summary_rows(summary["metrics"], task=task.name)
-        for key, groups in summary["groups"].items():
-            for value, metrics in groups.items():
-                rows += summary_rows(metrics, task=task.name, group=f"{key}={value}")
+        rows += aggregate_rows(summary, task=task.name)
     return {"schema": RESULTS_SCHEMA, "kind": "eval", "metrics": [r.to_dict() for r in rows],
             "model": {"spec": model_spec, "fingerprint": fingerprint}, "limit": limit, "seed": seed,
             "tasks": tasks_out}

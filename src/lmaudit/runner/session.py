@@ -19,7 +19,6 @@ import platform
 import re
 import sys
 import time
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -30,6 +29,7 @@ from tqdm import tqdm
 
 from lmaudit.core.errors import ConfigError
 from lmaudit.core.output import strict
+from lmaudit.core.redact import redact, redact_data
 from lmaudit.core.types import Request, Response, request_key, response_from_dict, to_dict
 from lmaudit.models.base import MeteredModel, Model, StreamingModel, require_white_box
 from lmaudit.runner.cache import ResponseCache, default_cache_path
@@ -72,7 +72,8 @@ class ModelRole:
     spec: str | None = None
 
     def describe(self) -> dict[str, Any]:
-        return {"spec": self.spec, "name": self.model.name, "fingerprint": self.model.fingerprint()}
+        spec = redact(self.spec) if self.spec else self.spec  # a URL credential never reaches the manifest
+        return {"spec": spec, "name": self.model.name, "fingerprint": self.model.fingerprint()}
 
 
 class RunSession:
@@ -80,8 +81,8 @@ class RunSession:
                  *, progress: bool):
         self.run, self.cache, self.roles, self.manifest, self.progress = run, cache, roles, manifest, progress
         self.fingerprints = {role: r.model.fingerprint() for role, r in roles.items()}
-        self.sent: dict[str, int] = defaultdict(int)
-        self.hits: dict[str, int] = defaultdict(int)
+        self.sent = {role: 0 for role in roles}  # requests this invocation sent to each role's model
+        self.hits = {role: 0 for role in roles}  # and answered from the cache
         self._started = time.perf_counter()
         self._invocation = {"started": datetime.now(timezone.utc).isoformat(), "seconds": 0.0,
                             "requests_sent": {}, "cache_hits": {}, "finished": False}
@@ -117,11 +118,11 @@ class RunSession:
             manifest = previous or {
                 "created": datetime.now(timezone.utc).isoformat(),
                 "kind": kind,
-                "command": command if command is not None else sys.argv,
+                "command": redact_data(command if command is not None else sys.argv),  # no URL credential stored
                 "model": by_role[first.role].describe() if first else None,
                 "models": {role: r.describe() for role, r in by_role.items()},
                 "identity": identity,
-                "options": jsonable(options or {}),
+                "options": redact_data(jsonable(options or {})),
                 "seed": identity.get("seed"),
                 "versions": package_versions(),
                 "dataset_hashes": dataset_hashes or {},

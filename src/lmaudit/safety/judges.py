@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal, Protocol, Sequence
 
 from lmaudit.core.errors import ConfigError, UnknownNameError
 from lmaudit.core.types import GenerateRequest, Message
+from lmaudit.models.base import WhiteBoxModel
 from lmaudit.safety.templates import PromptTemplate, Rubric, bundled
 
 Outcome = Literal["jailbroken", "refused"]
@@ -281,9 +282,10 @@ def require_judge_model(judges: Sequence[Judge], given: bool) -> None:
 
 def judge_size_note(model: Any, label: str) -> str | None:
     """A warning text when the judge model has under a billion parameters (None if it is bigger or unknown)."""
-    inner = getattr(model, "model", None)
-    count = inner.num_parameters() if hasattr(inner, "num_parameters") else None
-    if count is None or count >= SMALL_JUDGE_PARAMETERS:
+    if not isinstance(model, WhiteBoxModel):
+        return None  # an API model's size is unknown
+    count = sum(p.numel() for p in model.module.parameters())
+    if count >= SMALL_JUDGE_PARAMETERS:
         return None
     return (f"judge model {label} has only {count / 1e6:.0f}M parameters: its verdicts are close to noise; "
             f"use it to exercise the pipeline, and a model of several billion parameters for real numbers")

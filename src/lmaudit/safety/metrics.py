@@ -77,7 +77,7 @@ def attack_summary(records: Sequence[SampleRecord], judges: Sequence[str], *, se
 
 
 def parse_failures(records: Sequence[SampleRecord], judges: Sequence[str]) -> dict[str, int]:
-    return {judge: sum(1 for r in records if not r.metadata["judges"][judge]["parsed"]) for judge in judges}
+    return {judge: sum(1 for r in records if not (r.judges or {})[judge]["parsed"]) for judge in judges}
 
 
 # -- agreement ------------------------------------------------------------------------------------------

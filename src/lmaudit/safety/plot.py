@@ -4,19 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lmaudit.core.errors import ConfigError
+from lmaudit.core.output import pyplot, save_figure
 
 
 def plot_asr_at_k(curves: dict[str, list[float]], path: str | Path, *, title: str) -> Path:
     """One line per curve (label -> ASR@1..N); solid lines are primary-judge curves (labels without '(any)')."""
-    try:
-        import matplotlib
+    plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.ticker import MaxNLocator
-    except ImportError as exc:
-        raise ConfigError("the ASR@k plot needs matplotlib (pip install matplotlib)") from exc
     figure, axes = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     for label, values in curves.items():
         ks = range(1, len(values) + 1)
@@ -29,8 +24,4 @@ def plot_asr_at_k(curves: dict[str, list[float]], path: str | Path, *, title: st
     axes.set_title(title, fontsize=10)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
-    figure.tight_layout()
-    path = Path(path)
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)[0]

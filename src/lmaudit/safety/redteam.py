@@ -11,15 +11,16 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from lmaudit.core.errors import ConfigError
+from lmaudit.core.results import RESULTS_SCHEMA, aggregate_rows
 from lmaudit.models.base import Model
 from lmaudit.runner.evaluate import select_samples
+from lmaudit.runner.session import ModelRole, RunSession
 from lmaudit.safety.attacks import Attack, attempt_seed
 from lmaudit.safety.datasets import PromptSet
-from lmaudit.safety.engine import AttemptPlan, ModelRole, Pipeline, SafetyRun, TargetSettings, judge_labels
+from lmaudit.safety.engine import AttemptPlan, Pipeline, TargetSettings, judge_labels, open_safety_session
 from lmaudit.safety.judges import Judge, require_judge_model, uses_model
 from lmaudit.safety.metrics import asr_at_k, attack_summary, judge_agreement, parse_failures, score_key
 
-SCHEMA = "lmaudit.safety.redteam/1"
 PLOT = "asr_at_k.png"
 CHUNK = 64  # attempts per pipeline pass: records reach samples.jsonl at least this often
 
@@ -79,20 +80,19 @@ def run_redteam(target: Model, prompts: PromptSet, judges: Sequence[Judge], atta
         roles.append(ModelRole("judge", judge_model, specs.get("judge")))  # type: ignore[arg-type]
     samples = select_samples(prompts.samples, config.limit, "category")
     dataset = prompts.config()
-    identity = {"kind": "redteam", "models": {r.role: r.model.fingerprint() for r in roles},
-                "dataset": {k: v for k, v in dataset.items() if k != "path"},
+    identity = {"dataset": {k: v for k, v in dataset.items() if k != "path"},
                 "limit": config.limit, "seed": config.seed, "attempts": config.attempts,
                 "target": {"max_tokens": config.target.max_tokens, "temperature": config.target.temperature},
                 "attacks": [a.config() for a in attacks], "judges": {j.name: j.config() for j in judges},
                 "primary_judge": judges[0].name}
-    session = SafetyRun.open(output_dir, roles, identity, cache_path=cache_path, shared_cache=shared_cache,
-                             command=command, options={"attempts": config.attempts, "limit": config.limit},
-                             dataset=dataset, progress=progress)
-    try:
-        pipeline = Pipeline(session.generator("target"), judges, "jailbroken", config.target,  # type: ignore[arg-type]
-                            attacker=session.generator("attacker"), judge_model=session.generator("judge"))
+    session, notes = open_safety_session(output_dir, roles, identity, kind="redteam", cache_path=cache_path,
+                                         shared_cache=shared_cache, command=command,
+                                         options={"attempts": config.attempts, "limit": config.limit},
+                                         dataset=dataset, progress=progress)
+    with session:
+        pipeline = Pipeline(session, judges, "jailbroken", config.target)
         tasks = {task_name(a) for a in attacks}
-        existing = [r for r in session.run.records() if r.task in tasks]
+        existing = [r for r in session.records() if r.task in tasks]
         resumed = len(existing)
         done = {(r.task, r.sample_id) for r in existing}
         primary = score_key("jailbroken", judges[0].name)
@@ -114,7 +114,7 @@ def run_redteam(target: Model, prompts: PromptSet, judges: Sequence[Judge], atta
                                              attack.attacker_request(sample.data["goal"], seed), seed))
             for start in range(0, len(plans), CHUNK):
                 records = pipeline.run(plans[start:start + CHUNK])
-                session.run.append(records)
+                session.append(records)
                 run_count += len(records)
                 stopped.update((r.task, r.metadata["behavior"]) for r in records if r.scores[primary] == 1.0)
         results = _results(session, samples, judges, attacks, config, dataset)
@@ -131,24 +131,25 @@ def run_redteam(target: Model, prompts: PromptSet, judges: Sequence[Judge], atta
                     curves[f"{attack.name} / {judge.name}{suffix}"] = results["attacks"][attack.name]["asr_at_k"][
                         judge.name]
             plot_path = plot_asr_at_k(curves, session.run.path / PLOT,
-                                      title=f"{specs.get('target') or getattr(target, 'name', 'model')} on "
+                                      title=f"{specs.get('target') or target.name} on "
                                             f"{prompts.name} (n={len(samples)})")
             results["plot"] = PLOT
-        session.finish(results, run_count, resumed)
-        return RedTeamResult(session.run.path, results, session.requests_sent(), session.cache_hits(), run_count,
+        results["notes"] = notes
+        session.note(records_written=run_count, records_resumed=resumed)
+        results = session.finish(results)
+        return RedTeamResult(session.run.path, results, dict(session.sent), sum(session.hits.values()), run_count,
                              resumed, plot_path)
-    finally:
-        session.close()
 
 
-def _results(session: SafetyRun, samples: list, judges: Sequence[Judge], attacks: Sequence[Attack],
+def _results(session: RunSession, samples: list, judges: Sequence[Judge], attacks: Sequence[Attack],
              config: RedTeamConfig, dataset: dict[str, Any]) -> dict[str, Any]:
     names = [j.name for j in judges]
     ids = [s.id for s in samples]
     wanted = set(ids)
-    records = session.run.records()
+    records = session.records()
     out: dict[str, Any] = {
-        "schema": SCHEMA, "model": session.manifest["model"], "models": session.manifest["models"],
+        "schema": RESULTS_SCHEMA, "kind": "redteam", "metrics": [],
+        "model": session.manifest["model"], "models": session.manifest["models"],
         "dataset": dataset, "limit": config.limit, "seed": config.seed, "attempts": config.attempts,
         "judges": names, "primary_judge": names[0], "attacks": {}, "comparison": {},
     }
@@ -166,6 +167,9 @@ def _results(session: SafetyRun, samples: list, judges: Sequence[Judge], attacks
             "asr_at_k": curves, "parse_failures": parse_failures(mine, names),
             "judge_agreement": judge_agreement(mine, names, "jailbroken"),
         }
+        if mine:
+            out["metrics"] += [row.to_dict() for row in aggregate_rows(out["attacks"][attack.name]["asr"],
+                                                                       task=attack.name)]
     for judge in names:
         out["comparison"][judge] = {}
         for attack in attacks:

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from lmaudit.core.output import pyplot, save_figure
 from lmaudit.scaling.fit import ComputeLawFit, PassRateFit
+from lmaudit.scaling.prediction import RegisteredPrediction
 from lmaudit.scaling.runs import RunRecord
-
-if TYPE_CHECKING:
-    from lmaudit.scaling.ladder import RegisteredPrediction
 
 
 def plot_scaling(path: str | Path, runs: Sequence[RunRecord], fit: ComputeLawFit, *,
@@ -84,27 +83,17 @@ def plot_pass_rates(path: str | Path, fit: PassRateFit, *, extend_to: float | No
 
 
 def _figure() -> tuple[Any, Any]:
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display needed: the figures only go to files
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(figsize=(7, 4.5), dpi=120)
+    return pyplot().subplots(figsize=(7, 4.5), dpi=120)
 
 
 def _save(fig: Any, ax: Any, path: str | Path, *, xlabel: str, ylabel: str, title: str, legend_size: int) -> Path:
     """Label a log-compute axis, add the grid and legend, write the PNG and free the figure."""
-    import matplotlib.pyplot as plt
-
     ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=legend_size)
-    fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)[0]
