@@ -48,7 +48,7 @@ def main() -> int:
         sys.stderr.write(completed.stderr[-4000:])
         return completed.returncode
 
-    report = json.loads((args.out / "report.json").read_text())
+    report = json.loads((args.out / "results.json").read_text())
     runs = report["ladder"] + [report["target"]]
     figures = {
         "preset": args.preset,

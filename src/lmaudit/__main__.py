@@ -1,3 +1,3 @@
-from lmaudit.cli.main import main
+from lmaudit.cli.main import run
 
-main()
+run()

@@ -82,7 +82,7 @@ def test_the_command_reads_an_api_with_backend_options(tmp_path, monkeypatch):
     with BackgroundServer(chat_app(rows, [])) as server:
         result = subprocess.run(
             [sys.executable, "-c", code, "--model", f"openai:synth@{server.url}/v1", "--model-arg", "api=chat",
-             "--model-arg", "loglikelihood=letters", "--task", str(tmp_path / "items.toml"), "--output-dir",
+             "--model-arg", "loglikelihood=letters", "--tasks", str(tmp_path / "items.toml"), "--output-dir",
              str(tmp_path / "run"), "--cache", str(tmp_path / "c.sqlite"), "--quiet"],
             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr

@@ -41,7 +41,7 @@ def test_a_misspelt_variant_kind_fails_fast_with_one_line():
 def test_consistency_then_calibration_with_a_language_breakdown(tmp_path):
     (tmp_path / "quiz.jsonl").write_text("".join(json.dumps(item, ensure_ascii=False) + "\n" for item in ITEMS))
     (tmp_path / "quiz.toml").write_text('kind = "mcq"\nname = "quiz"\npath = "quiz.jsonl"\ngroup_by = ["language"]\n')
-    common = ["--task", str(tmp_path / "quiz.toml"), "--cache", str(tmp_path / "cache.sqlite"), "--quiet"]
+    common = ["--tasks", str(tmp_path / "quiz.toml"), "--cache", str(tmp_path / "cache.sqlite"), "--quiet"]
     robust = command("consistency", *common, "--variants", "rotate", "--output-dir", str(tmp_path / "robust"))
     assert robust.returncode == 0, robust.stderr
     assert "REVAS" in robust.stdout and "rotate" in robust.stdout

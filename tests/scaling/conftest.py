@@ -20,8 +20,8 @@ def tiny_ladder(tmp_path_factory, small_corpus):
     from lmaudit.cli.scaling import app
 
     out = tmp_path_factory.mktemp("ladder")
-    result = CliRunner().invoke(app, ["ladder", "--preset", "tiny", "--corpus", str(small_corpus), "--out", str(out),
-                                      "--resamples", "100", "--no-progress"])
+    result = CliRunner().invoke(app, ["ladder", "--preset", "tiny", "--corpus", str(small_corpus), "--output-dir", str(out),
+                                      "--resamples", "100", "--quiet"])
     if result.exception is not None:
         raise result.exception
     assert result.exit_code == 0, result.output

@@ -139,9 +139,9 @@ def test_pass_rates_from_code_eval_run_directories_through_the_fit_command(tmp_p
     got_compute, got_rates, problems = read_pass_rates(table)
     assert got_compute == compute and len(problems) == 30 and problems[0].startswith("humaneval/HumanEval/")
 
-    report_path, plot_path = tmp_path / "fit.json", tmp_path / "fit.png"
+    report_path, plot_path = tmp_path / "fit" / "results.json", tmp_path / "fit" / "pass-rates.png"
     result = CliRunner().invoke(app, ["fit", "--pass-rates", str(table), "--target-compute", "1e23",
-                                      "--resamples", "200", "--json", str(report_path), "--plot", str(plot_path)])
+                                      "--resamples", "200", "--output-dir", str(tmp_path / "fit")])
     assert result.exit_code == 0, result.output
     overall = json.loads(report_path.read_text())["pass_rate_law"]["overall"]
     assert overall["k"]["ci_low"] <= 0.1 <= overall["k"]["ci_high"]

@@ -42,7 +42,8 @@ def test_prediction_is_registered_before_the_target_trains(tiny_ladder):
     registered = datetime.fromisoformat(prediction.created_at)
     started = datetime.fromisoformat(json.loads((out / "runs.json").read_text())[-1]["config"]["started_at"])
     assert registered <= started
-    report = json.loads((out / "report.json").read_text())
+    report = json.loads((out / "results.json").read_text())
+    assert report["kind"] == "scaling-ladder" and report["metrics"][0]["metric"] == "predicted_loss"
     assert report["relative_error"] == pytest.approx((target.loss - prediction.loss.value) / target.loss)
     assert prediction.loss.ci_low <= prediction.loss.value <= prediction.loss.ci_high
     assert "relative error" in result.output
@@ -66,8 +67,8 @@ def test_rerun_reuses_runs_and_keeps_the_prediction(tiny_ladder, small_corpus):
     out, _ = tiny_ladder
     before = (out / "prediction.json").read_text()
     losses = [r.loss for r in read_runs(out / "runs.csv")]
-    result = CliRunner().invoke(app, ["ladder", "--preset", "tiny", "--corpus", str(small_corpus), "--out", str(out),
-                                      "--resamples", "100", "--no-progress"])
+    result = CliRunner().invoke(app, ["ladder", "--preset", "tiny", "--corpus", str(small_corpus), "--output-dir", str(out),
+                                      "--resamples", "100", "--quiet"])
     assert result.exit_code == 0, result.output
     assert "registered prediction kept" in result.output
     assert (out / "prediction.json").read_text() == before
@@ -123,10 +124,10 @@ def test_fit_command_on_ladder_runs(tiny_ladder, tmp_path):
 
     out, _ = tiny_ladder
     target = read_runs(out / "runs.csv")[-1]
-    report_path, plot_path = tmp_path / "fit.json", tmp_path / "fit.png"
+    report_path, plot_path = tmp_path / "fit" / "results.json", tmp_path / "fit" / "fit.png"
     result = CliRunner().invoke(app, ["fit", "--runs", str(out / "runs.csv"), "--role", "ladder", "--target-compute",
-                                      str(target.compute), "--resamples", "100", "--json", str(report_path),
-                                      "--plot", str(plot_path)])
+                                      str(target.compute), "--resamples", "100", "--output-dir",
+                                      str(tmp_path / "fit")])
     assert result.exit_code == 0, result.output
     report = json.loads(report_path.read_text())
     assert "params_law" not in report  # one tokens-per-parameter recipe: N and D are not separable

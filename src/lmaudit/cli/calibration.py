@@ -3,30 +3,29 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from lmaudit.cli.robustness import (
-    Cache,
-    DataDir,
-    GroupBy,
-    Limit,
-    ModelArg,
-    ModelSpec,
-    NumFewshot,
-    OutputDir,
-    Quiet,
-    Seed,
-    TaskName,
-    load_backend,
-    load_task,
-    split_list,
-    summary_cell,
+from lmaudit.cli.options import (
+    CacheOpt,
+    DataDirOpt,
+    LimitOpt,
+    ModelArgOpt,
+    ModelOpt,
+    OutputDirOpt,
+    QuietOpt,
+    SeedOpt,
+    cli_command,
+    console,
+    errors,
+    load_model_for_cli,
+    new_app,
+    output_dir as check_output_dir,
 )
+from lmaudit.cli.robustness import GroupBy, NumFewshot, TaskName, load_task, split_list, summary_cell
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
-                  help="Are the model's answer probabilities calibrated?")
+app = new_app("Are the model's answer probabilities calibrated?", no_args_is_help=False)
 
 
 def _calibration(*, model: str, model_arg: list[str], task: str, limit: int | None, output_dir: Path | None,
@@ -35,10 +34,9 @@ def _calibration(*, model: str, model_arg: list[str], task: str, limit: int | No
     from rich.table import Table
 
     from lmaudit.calibration import run_calibration
-    from lmaudit.cli.main import console, errors
 
     base = load_task(task, num_fewshot, data_dir)
-    run = run_calibration(load_backend(model, model_arg), base, output_dir, limit=limit, seed=seed,
+    run = run_calibration(load_model_for_cli(model, model_arg), base, output_dir, limit=limit, seed=seed,
                           group_by=split_list(group_by), n_bins=bins, cache_path=cache, progress=not quiet,
                           model_spec=model)
     overall = run.report.overall
@@ -60,23 +58,23 @@ def _calibration(*, model: str, model_arg: list[str], task: str, limit: int | No
 
 
 @app.command("calibration")
+@cli_command
 def calibration_command(
-    model: ModelSpec = "smollm2",
-    model_arg: ModelArg = [],
-    task: TaskName = "mmlu",
-    limit: Limit = None,
-    output_dir: OutputDir = None,
-    seed: Seed = 0,
-    bins: Annotated[int, typer.Option(help="reliability bins (equal-width and equal-mass)")] = 10,
+    model: ModelOpt = "smollm2",
+    model_arg: ModelArgOpt = [],
+    tasks: TaskName = "mmlu",
+    limit: LimitOpt = None,
+    output_dir: OutputDirOpt = None,
+    seed: SeedOpt = 0,
+    bins: Annotated[int, typer.Option(min=2, help="reliability bins (equal-width and equal-mass)")] = 10,
     num_fewshot: NumFewshot = None,
-    data_dir: DataDir = None,
+    data_dir: DataDirOpt = None,
     group_by: GroupBy = None,
-    cache: Cache = None,
-    quiet: Quiet = False,
+    cache: CacheOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Calibration of the option probabilities (answer-letter log-probabilities renormalised over the options):
     reliability diagrams (every option, top choice), ECE, MCE, Brier with CIs, per group; resumable."""
-    options = dict(locals())  # first statement: exactly the command's options
-    from lmaudit.cli.main import friendly
-
-    friendly(_calibration)(**options)
+    check_output_dir(output_dir)
+    _calibration(model=model, model_arg=model_arg, task=tasks, limit=limit, output_dir=output_dir, seed=seed,
+                 bins=bins, num_fewshot=num_fewshot, data_dir=data_dir, group_by=group_by, cache=cache, quiet=quiet)

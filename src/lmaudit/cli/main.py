@@ -1,83 +1,42 @@
-"""The `lmaudit` command. Thin: parse, call the Python API, print a table, write files."""
+"""The `lmaudit` command. Thin: parse, call the Python API, print a table, write files.
+
+Every command follows the convention of `lmaudit.cli.options` (shared option names, `@cli_command`).
+"""
 
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from lmaudit.cli.options import (
+    CacheOpt,
+    DataDirOpt,
+    LimitOpt,
+    ModelArgOpt,
+    ModelOpt,
+    OutputDirOpt,
+    PrivateCacheOpt,
+    QuietOpt,
+    SeedOpt,
+    TaskArgOpt,
+    TasksOpt,
+    build_tasks,
+    cli_command,
+    console,
+    errors,
+    load_model_for_cli,
+    output_dir as check_output_dir,
+    parse_pairs,
+)
 from lmaudit.core.errors import ConfigError, LmauditError
 
 # Plain click help (rich_markup_mode=None): typer's rich help formatter alone costs ~0.3 s of imports.
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Evaluate, red-team and explain language models. Every command writes one sample log.")
-console = Console(stderr=False)
-errors = Console(stderr=True)
-if not console.is_terminal:  # piped or logged output: never cut a table at 80 columns
-    console.width = 160
-if not errors.is_terminal:
-    errors.width = 160
-
-
-def friendly(command):
-    """Turn LmauditError into one clear line and exit code 2; Ctrl-C keeps what is saved."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except LmauditError as exc:
-            errors.print(f"[bold red]error:[/] {exc}", highlight=False)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            errors.print("interrupted: everything finished so far is saved; rerun the same command to resume.")
-            raise typer.Exit(130) from None
-
-    return wrapper
-
-
-def parse_task_args(pairs: list[str], flag: str = "--task-arg") -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"{flag} expects key=value, got {pair!r}")
-        options[key.strip()] = _coerce(value)
-    return options
-
-
-def _coerce(value: str) -> Any:
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    if value.lower() in {"true", "false"}:
-        return value.lower() == "true"
-    return [v for v in value.split("|")] if "|" in value else value
-
-
-def build_tasks(names: str, options: dict[str, Any]) -> list[Any]:
-    """Tasks from a comma-separated list of registered names and/or TOML task files."""
-    from lmaudit.core.options import accepted
-    from lmaudit.tasks import from_toml, get_task, task_entries
-
-    entries = task_entries()
-    tasks = []
-    for name in [n.strip() for n in names.split(",") if n.strip()]:
-        if name.endswith(".toml"):
-            tasks.append(from_toml(name, **{k: v for k, v in options.items() if k == "num_fewshot"}))
-        else:
-            factory = entries[name].factory if name in entries else None
-            tasks.append(get_task(name, **(accepted(factory, options) if factory else {})))
-    if not tasks:
-        raise ConfigError("no task given: --tasks name[,name...] (see `lmaudit tasks`)")
-    return tasks
 
 
 def results_table(results: dict[str, Any], group: str | None = None) -> Table:
@@ -95,71 +54,74 @@ def results_table(results: dict[str, Any], group: str | None = None) -> Table:
         for label, metrics in rows:
             for metric, summary in metrics.items():
                 low, high = summary["ci95"]
-                table.add_row(task_name, label, metric, f"{summary['value']:.4f}", f"{summary['stderr']:.4f}",
-                              f"[{low:.3f}, {high:.3f}]", str(summary["n"]))
+                table.add_row(task_name, label, metric, _number(summary["value"]), _number(summary["stderr"]),
+                              f"[{_number(low, 3)}, {_number(high, 3)}]", str(summary["n"]))
     return table
 
 
+def _number(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
 @app.command("eval")
-@friendly
+@cli_command
 def eval_command(
-    model: Annotated[str, typer.Option(help="model spec: smollm2, hf:<path|id>, gguf:<file>, openai:<model>@<url>")] = "smollm2",
-    tasks: Annotated[str, typer.Option(help="comma-separated task names or .toml task files")] = "mmlu",
-    limit: Annotated[Optional[int], typer.Option(help="at most N samples per task, spread over its groups")] = None,
-    num_fewshot: Annotated[Optional[int], typer.Option(help="few-shot examples per prompt")] = None,
+    model: ModelOpt = "smollm2",
+    tasks: TasksOpt = "mmlu",
+    limit: LimitOpt = None,
+    num_fewshot: Annotated[Optional[int], typer.Option(min=0, help="few-shot examples per prompt")] = None,
     batch_size: Annotated[str, typer.Option(help="sequences per forward pass, or 'auto' (a token budget)")] = "auto",
-    output_dir: Annotated[Optional[Path], typer.Option(help="run directory; an existing one is resumed")] = None,
-    seed: Annotated[int, typer.Option(help="seed for every random choice")] = 0,
-    n: Annotated[Optional[int], typer.Option("-n", help="samples per problem (code tasks)")] = None,
-    data_dir: Annotated[Optional[Path], typer.Option(help="dataset folder (default $LMAUDIT_DATA_DIR)")] = None,
-    task_arg: Annotated[list[str], typer.Option(help="extra task option key=value (repeatable)")] = [],
-    model_arg: Annotated[list[str], typer.Option(help="extra model option key=value (repeatable), e.g. "
-                                                      "http=aiohttp, device=cuda, dtype=bfloat16")] = [],
-    max_concurrency: Annotated[Optional[int], typer.Option(help="requests in flight (API backends)")] = None,
-    cache: Annotated[Optional[Path], typer.Option(help="response cache file (default ~/.cache/lmaudit)")] = None,
-    private_cache: Annotated[bool, typer.Option(help="keep the response cache inside the run directory")] = False,
+    output_dir: OutputDirOpt = None,
+    seed: SeedOpt = 0,
+    samples: Annotated[Optional[int], typer.Option("--samples", "-n", min=1,
+                                                   help="programs sampled per problem (code tasks)")] = None,
+    data_dir: DataDirOpt = None,
+    task_arg: TaskArgOpt = [],
+    model_arg: ModelArgOpt = [],
+    max_concurrency: Annotated[Optional[int], typer.Option(min=1, help="requests in flight (API backends)")] = None,
+    cache: CacheOpt = None,
+    private_cache: PrivateCacheOpt = False,
     contamination: Annotated[Optional[Path], typer.Option(
-        help="flags file from `lmaudit contamination`: also report full / clean / contaminated scores")] = None,
-    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+        help="flags file (or run directory) from `lmaudit contamination`: also report full / clean / "
+             "contaminated scores")] = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Evaluate a model on tasks; writes manifest.json, samples.jsonl and results.json."""
-    from lmaudit.core.options import accepted
-    from lmaudit.models import load_model
-    from lmaudit.models.base import _BACKENDS
     from lmaudit.runner import evaluate
-    import importlib
 
-    task_options = parse_task_args(task_arg)
-    task_options.setdefault("seed", seed)  # tasks that sample (code evals) draw from the run seed
-    for key, value in (("num_fewshot", num_fewshot), ("n", n), ("data_dir", str(data_dir) if data_dir else None)):
+    typed = parse_pairs(task_arg, "--task-arg")
+    task_options = {"seed": seed, **typed}  # tasks that sample (code evals) draw from the run seed
+    for key, value in (("num_fewshot", num_fewshot), ("n", samples), ("data_dir", str(data_dir) if data_dir else None)):
         if value is not None:
             task_options[key] = value
-    task_list = build_tasks(tasks, task_options)
+    task_list = build_tasks(tasks, task_options, user_keys=typed)
+    flags = _flags_file(contamination) if contamination is not None else None
     size: int | str = batch_size if batch_size == "auto" else _positive_int(batch_size, "--batch-size")
-    model_options = {"batch_size": size, "max_concurrency": max_concurrency}
-    prefix = model.partition(":")[0]
-    if prefix in _BACKENDS:
-        module, factory_name, _ = _BACKENDS[prefix]
-        factory = getattr(importlib.import_module(module), factory_name)
-        # Shared flags go to the backends that take them; --model-arg options must all be taken.
-        model_options = accepted(factory, {k: v for k, v in model_options.items() if v is not None})
-    model_options.update(parse_task_args(model_arg, flag="--model-arg"))
-    errors.print(f"loading model [bold]{model}[/] ...", highlight=False)
-    loaded = load_model(model, **model_options)
+    check_output_dir(output_dir)
+    loaded = load_model_for_cli(model, model_arg, batch_size=size, max_concurrency=max_concurrency)
     result = evaluate(loaded, task_list, output_dir, limit=limit, seed=seed, cache_path=cache,
                       shared_cache=not private_cache, progress=not quiet, model_spec=model,
                       options={"batch_size": batch_size, "num_fewshot": num_fewshot, "task_args": task_options})
     console.print(results_table(result.results))
-    if contamination is not None:
-        report_contamination(result.run_dir, task_list, contamination, seed)
+    if flags is not None:
+        report_contamination(result.run_dir, task_list, flags, seed)
     errors.print(f"run directory: {result.run_dir}  (model requests sent: {result.requests_sent}, "
                  f"cache hits: {result.cache_hits}, samples resumed: {result.samples_resumed})", highlight=False)
+
+
+def _flags_file(path: Path) -> Path:
+    """A flags file, or the flags.jsonl of a contamination run directory."""
+    flags = path / "flags.jsonl" if path.is_dir() else path
+    if not flags.is_file():
+        raise ConfigError(f"--contamination {path}: no flags file there (give a flags .jsonl or a contamination "
+                          f"run directory)")
+    return flags
 
 
 def report_contamination(run_dir: Path, tasks: list[Any], flags: Path, seed: int) -> None:
     """Scores on full, clean and contaminated subsets per task; written to contamination.json beside results."""
     from lmaudit.cli.contamination import split_table
-    from lmaudit.contamination.split import split_scores
+    from lmaudit.contamination import split_scores
     from lmaudit.runner import RunDir
 
     run = RunDir(run_dir)
@@ -187,7 +149,7 @@ def _positive_int(text: str, flag: str) -> int:
 
 
 @app.command("tasks")
-@friendly
+@cli_command
 def tasks_command(all_: Annotated[bool, typer.Option("--all", help="list every task of a family")] = False) -> None:
     """List the registered tasks."""
     from lmaudit.tasks import task_entries
@@ -208,7 +170,7 @@ def tasks_command(all_: Annotated[bool, typer.Option("--all", help="list every t
 
 
 @app.command("models")
-@friendly
+@cli_command
 def models_command() -> None:
     """List the model spec prefixes."""
     from lmaudit.models import backends
@@ -223,23 +185,21 @@ def models_command() -> None:
 
 
 @app.command("show")
-@friendly
+@cli_command
 def show_command(
     run_dir: Annotated[Path, typer.Argument(help="a run directory")],
     group: Annotated[Optional[str], typer.Option(help="breakdown by this metadata key (e.g. subject)")] = None,
 ) -> None:
-    """Print a run's results table."""
-    from lmaudit.runner import RunDir
+    """Print a run's results table (any kind of run directory)."""
+    from lmaudit.cli.report import envelope_table
+    from lmaudit.report import read_summary
 
-    run = RunDir(run_dir) if run_dir.is_dir() else None
-    results = run.read_json("results.json") if run else None
-    if results is None:
-        raise ConfigError(f"{run_dir} has no results.json: not a finished run directory")
-    console.print(results_table(results, group))
-    manifest = run.read_json("manifest.json") or {}
-    for entry in manifest.get("invocations", []):
-        console.print(f"invocation {entry['started']}: {entry['seconds']} s, {entry['requests_sent']} requests sent, "
-                      f"{entry['cache_hits']} cache hits", highlight=False)
+    summary = read_summary(run_dir)  # one clear line for a missing, empty, unfinished or damaged run directory
+    is_eval = summary.kind == "eval" and "tasks" in summary.results and "model" in summary.results
+    console.print(results_table(summary.results, group) if is_eval else envelope_table(summary, group))
+    for entry in summary.manifest.get("invocations", []):
+        console.print(f"invocation {entry.get('started')}: {entry.get('seconds')} s, {entry.get('requests_sent')} "
+                      f"requests sent, {entry.get('cache_hits')} cache hits", highlight=False)
 
 
 def _mount_capabilities() -> None:
@@ -257,14 +217,41 @@ def _mount_capabilities() -> None:
     app.add_typer(scaling.app, name="scaling")
     app.add_typer(contamination.app, name="contamination",
                   help="Find benchmark items in training data (substring, ngram) or score membership (mink).")
+    from lmaudit.cli import llmuse  # `lmaudit llmuse build-reference|estimate|validate|excess`
+    app.add_typer(llmuse.app, name="llmuse")
+    from lmaudit.cli import report  # `lmaudit report`, `lmaudit map`
+
+    app.command("report")(report.report)
+    app.command("map")(report.map_command)
 
 
 _mount_capabilities()
 
 
-def main() -> None:  # pragma: no cover - entry point
-    app(prog_name="lmaudit")
+def main(argv: list[str] | None = None) -> int:
+    """The `lmaudit` entry point: a usage error (unknown option, bad value) is one line and exit 2 as well."""
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer (pinned) ships its own click
+
+    try:
+        code = app(args=argv, prog_name="lmaudit", standalone_mode=False)
+    except NoArgsIsHelpError as exc:  # a group called without a command: its help, as asked for
+        console.print(exc.ctx.get_help(), highlight=False)
+        return 0
+    except UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "lmaudit"
+        errors.print(f"[bold red]error:[/] {exc.format_message()} (see `{where} --help`)", highlight=False,
+                     soft_wrap=True)
+        return 2
+    except typer.Abort:
+        errors.print("interrupted: everything finished so far is saved; rerun the same command to resume.")
+        return 130
+    return code if isinstance(code, int) else 0
 
 
-if __name__ == "__main__":  # pragma: no cover
+
+def run() -> None:  # the console script
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

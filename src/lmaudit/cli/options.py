@@ -23,6 +23,7 @@ import typer
 from rich.console import Console
 
 from lmaudit.core.errors import ConfigError, LmauditError, UnknownNameError
+from lmaudit.core.redact import redact
 
 console = Console(stderr=False)
 errors = Console(stderr=True)
@@ -64,7 +65,7 @@ def cli_command(function: F) -> F:
         try:
             return function(*args, **kwargs)
         except LmauditError as exc:
-            errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            errors.print(f"[bold red]error:[/] {redact(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             errors.print("interrupted: everything finished so far is saved; rerun the same command to resume.")
@@ -132,7 +133,7 @@ def load_model_for_cli(spec: str, model_args: Iterable[str] = (), **shared: Any)
     from lmaudit.models import load_model
 
     options = model_options(spec, model_args, **shared)
-    errors.print(f"loading model [bold]{spec}[/] ...", highlight=False)
+    errors.print(f"loading model [bold]{redact(spec)}[/] ...", highlight=False)  # never a URL credential
     return load_model(spec, **options)
 
 
@@ -147,3 +148,40 @@ def existing_path(path: Path, what: str) -> Path:
     if not path.exists():
         raise ConfigError(f"{what} {path} does not exist")
     return path
+
+
+# -- tasks ----------------------------------------------------------------------------------------------
+def task_names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise ConfigError("no task given: --tasks NAME[,NAME...] (see `lmaudit tasks`)")
+    return names
+
+
+def build_tasks(names: str, options: dict[str, Any], *, user_keys: Iterable[str] = ()) -> list[Any]:
+    """Tasks from a comma-separated list of registered names and/or TOML task files.
+
+    Each task gets the options its factory takes. `user_keys` are the keys the user typed (--task-arg): one that
+    no listed task takes is refused with the closest valid name, so a typo never silently keeps a default.
+    """
+    from lmaudit.core.options import accepted, parameter_names
+    from lmaudit.tasks import from_toml, get_task, task_entries
+
+    entries = task_entries()
+    tasks, valid, open_ended = [], set(), False
+    for name in task_names(names):
+        if name.endswith(".toml"):
+            toml_options = {k: v for k, v in options.items() if k == "num_fewshot"}
+            valid.add("num_fewshot")
+            tasks.append(from_toml(name, **toml_options))
+            continue
+        if name not in entries:
+            raise UnknownNameError("task", name, list(entries))
+        factory = entries[name].factory
+        names_taken = parameter_names(factory)
+        open_ended |= names_taken is None
+        valid.update(names_taken or ())
+        tasks.append(get_task(name, **accepted(factory, options)))
+    if not open_ended:
+        check_keys({key: None for key in user_keys}, valid, "--task-arg for these tasks")
+    return tasks

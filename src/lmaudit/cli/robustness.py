@@ -7,27 +7,36 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
-                  help="Does the model give the same answer when a multiple-choice item is reordered or reworded?")
+from lmaudit.cli.options import (
+    CacheOpt,
+    DataDirOpt,
+    LimitOpt,
+    ModelArgOpt,
+    ModelOpt,
+    OutputDirOpt,
+    QuietOpt,
+    SeedOpt,
+    build_tasks,
+    cli_command,
+    console,
+    errors,
+    load_model_for_cli,
+    new_app,
+    output_dir as check_output_dir,
+)
 
-ModelSpec = Annotated[str, typer.Option(help="model spec: smollm2, hf:<path|id>, gguf:<file>, openai:<model>@<url>")]
-TaskName = Annotated[str, typer.Option(help="a letter-choice MCQ task (mmlu, mmlu_<subject>, demo_mcq, a .toml)")]
-Limit = Annotated[Optional[int], typer.Option(help="at most N source items, spread over the task's groups")]
-OutputDir = Annotated[Optional[Path], typer.Option(help="run directory; an existing one is resumed")]
-Seed = Annotated[int, typer.Option(help="seed for every random choice (variants, bootstrap CIs)")]
-NumFewshot = Annotated[Optional[int], typer.Option(help="few-shot examples per prompt")]
-DataDir = Annotated[Optional[Path], typer.Option(help="dataset folder (default $LMAUDIT_DATA_DIR)")]
+app = new_app("Does the model give the same answer when a multiple-choice item is reordered or reworded?",
+              no_args_is_help=False)
+
+TaskName = Annotated[str, typer.Option("--tasks", help="one letter-choice MCQ task (mmlu, mmlu_<subject>, demo_mcq, "
+                                                       "a .toml)")]
+NumFewshot = Annotated[Optional[int], typer.Option(min=0, help="few-shot examples per prompt")]
 GroupBy = Annotated[Optional[str], typer.Option(help="comma-separated metadata columns to break down by "
                                                      "(default: the task's, e.g. subject,category)")]
-Cache = Annotated[Optional[Path], typer.Option(help="response cache file (default ~/.cache/lmaudit)")]
-Quiet = Annotated[bool, typer.Option(help="no progress bar")]
-ModelArg = Annotated[list[str], typer.Option(help="backend option key=value (repeatable), e.g. api=chat and "
-                                                  "loglikelihood=letters for a chat-only API's top_logprobs")]
 
 
 def load_task(task: str, num_fewshot: int | None, data_dir: Path | None) -> Any:
     """One task by name or .toml file, with the same option handling as `lmaudit eval`."""
-    from lmaudit.cli.main import build_tasks
     from lmaudit.core.errors import ConfigError
 
     options: dict[str, Any] = {}
@@ -37,16 +46,8 @@ def load_task(task: str, num_fewshot: int | None, data_dir: Path | None) -> Any:
         options["data_dir"] = str(data_dir)
     tasks = build_tasks(task, options)
     if len(tasks) != 1:
-        raise ConfigError(f"--task takes one task, got {len(tasks)}: {task}")
+        raise ConfigError(f"--tasks takes one task here, got {len(tasks)}: {task}")
     return tasks[0]
-
-
-def load_backend(model: str, model_arg: list[str]) -> Any:
-    from lmaudit.cli.main import errors, parse_task_args
-    from lmaudit.models import load_model
-
-    errors.print(f"loading model [bold]{model}[/] ...", highlight=False)
-    return load_model(model, **parse_task_args(model_arg))
 
 
 def split_list(text: str | None) -> list[str] | None:
@@ -62,14 +63,13 @@ def _consistency(*, model: str, model_arg: list[str], task: str, variants: str, 
                  data_dir: Path | None, group_by: str | None, cache: Path | None, quiet: bool) -> None:
     from rich.table import Table
 
-    from lmaudit.cli.main import console, errors
     from lmaudit.robustness import run_consistency
     from lmaudit.robustness.tasks import check_kinds
 
     kinds = split_list(variants) or []
     check_kinds(kinds)  # before the model loads: a typo should cost nothing
     base = load_task(task, num_fewshot, data_dir)
-    run = run_consistency(load_backend(model, model_arg), base, output_dir, variants=kinds,
+    run = run_consistency(load_model_for_cli(model, model_arg), base, output_dir, variants=kinds,
                           permutations=permutations, limit=limit, seed=seed, group_by=split_list(group_by),
                           cache_path=cache, progress=not quiet, model_spec=model)
     overall = run.report.overall
@@ -95,25 +95,26 @@ def _consistency(*, model: str, model_arg: list[str], task: str, variants: str, 
 
 
 @app.command("consistency")
+@cli_command
 def consistency_command(
-    model: ModelSpec = "smollm2",
-    model_arg: ModelArg = [],
-    task: TaskName = "mmlu",
+    model: ModelOpt = "smollm2",
+    model_arg: ModelArgOpt = [],
+    tasks: TaskName = "mmlu",
     variants: Annotated[str, typer.Option(help="comma-separated: rotate,permute,relabel,truefalse,drop,nota")] =
     "rotate,permute,relabel,truefalse,drop,nota",
     permutations: Annotated[int, typer.Option(help="random option orders per item (permute)")] = 2,
-    limit: Limit = None,
-    output_dir: OutputDir = None,
-    seed: Seed = 0,
+    limit: LimitOpt = None,
+    output_dir: OutputDirOpt = None,
+    seed: SeedOpt = 0,
     num_fewshot: NumFewshot = None,
-    data_dir: DataDir = None,
+    data_dir: DataDirOpt = None,
     group_by: GroupBy = None,
-    cache: Cache = None,
-    quiet: Quiet = False,
+    cache: CacheOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Answer consistency across MCQ variants: accuracy per variant, consistency, consistent accuracy, REVAS rate,
     true/false conversion; writes robustness_*.jsonl tables and robustness_*.png plots into the run directory."""
-    options = dict(locals())  # first statement: exactly the command's options
-    from lmaudit.cli.main import friendly
-
-    friendly(_consistency)(**options)
+    check_output_dir(output_dir)
+    _consistency(model=model, model_arg=model_arg, task=tasks, variants=variants, permutations=permutations,
+                 limit=limit, output_dir=output_dir, seed=seed, num_fewshot=num_fewshot, data_dir=data_dir,
+                 group_by=group_by, cache=cache, quiet=quiet)

@@ -1,26 +1,38 @@
 """`lmaudit redteam` and `lmaudit overrefusal`: safety evals from the command line.
 
-The lead's main CLI mounts `redteam` and `overrefusal` at top level; `python -m lmaudit.cli.safety` runs them too.
+The main CLI mounts `redteam` and `overrefusal` at top level; `python -m lmaudit.cli.safety` runs them too.
 """
 
 from __future__ import annotations
 
-import functools
 import warnings
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Safety evals: tense-reformulation red-teaming and over-refusal.")
+from lmaudit.cli.options import (
+    CacheOpt,
+    DataDirOpt,
+    LimitOpt,
+    ModelArgOpt,
+    ModelOpt,
+    OutputDirOpt,
+    PrivateCacheOpt,
+    QuietOpt,
+    SeedOpt,
+    cli_command,
+    console,
+    errors,
+    load_model_for_cli,
+    new_app,
+    output_dir as check_output_dir,
+)
 
-ModelSpec = Annotated[str, typer.Option(help="target model spec: smollm2, hf:<path|id>, gguf:<file>, openai:...")]
+app = new_app("Safety evals: tense-reformulation red-teaming and over-refusal.")
+
 JudgeModel = Annotated[Optional[str], typer.Option(help="model spec for the LLM judges (rating, safe_unsafe, "
                                                         "refusal, rubric)")]
-Limit = Annotated[Optional[int], typer.Option(help="at most N prompts, spread over the categories")]
-OutputDir = Annotated[Optional[Path], typer.Option(help="run directory; an existing one is resumed")]
-Seed = Annotated[int, typer.Option(help="seed for attacker rewrites and sampled answers")]
 MaxTokens = Annotated[int, typer.Option(help="tokens the target may generate per answer")]
 JudgeMaxTokens = Annotated[int, typer.Option(help="tokens an LLM judge may generate")]
 JudgeTemplate = Annotated[list[str], typer.Option(help="judge=FILE: your own prompt template for a judge "
@@ -28,22 +40,6 @@ JudgeTemplate = Annotated[list[str], typer.Option(help="judge=FILE: your own pro
 RubricFile = Annotated[Optional[Path], typer.Option(help="TOML rubric for the rubric judge (see docs/safety.md)")]
 Labels = Annotated[Optional[Path], typer.Option(help="CSV/JSONL with request,response,label: judge agreement "
                                                      "with these human labels")]
-DataDir = Annotated[Optional[Path], typer.Option(help="dataset folder (default $LMAUDIT_DATA_DIR)")]
-Cache = Annotated[Optional[Path], typer.Option(help="response cache file (default ~/.cache/lmaudit)")]
-PrivateCache = Annotated[bool, typer.Option(help="keep the response cache inside the run directory")]
-Quiet = Annotated[bool, typer.Option(help="no progress bars")]
-
-
-def friendly(command):
-    """The main CLI's error handling, imported when the command runs (cli.main imports this module)."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        from lmaudit.cli.main import friendly as main_friendly
-
-        return main_friendly(command)(*args, **kwargs)
-
-    return wrapper
 
 
 def _pairs(values: list[str], flag: str) -> dict[str, str]:
@@ -62,15 +58,11 @@ def _names(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def _load_models(specs: dict[str, str | None]) -> dict[str, Any]:
-    """One loaded model per distinct spec, shared by the roles that name it."""
-    from lmaudit.cli.main import errors
-    from lmaudit.models import load_model
-
+def _load_models(specs: dict[str, str | None], model_arg: list[str]) -> dict[str, Any]:
+    """One loaded model per distinct spec, shared by the roles that name it; --model-arg applies to the target's."""
     loaded: dict[str, Any] = {}
     for spec in dict.fromkeys(s for s in specs.values() if s):
-        errors.print(f"loading model [bold]{spec}[/] ...", highlight=False)
-        loaded[spec] = load_model(spec)
+        loaded[spec] = load_model_for_cli(spec, model_arg if spec == specs["target"] else ())
     return {role: loaded[spec] for role, spec in specs.items() if spec}
 
 
@@ -93,19 +85,18 @@ def _agreement_table(title: str, rows: dict[str, dict[str, Any]]):
 
 
 def _print_notes(notes: list[str]) -> None:
-    from lmaudit.cli.main import errors
-
     for note in notes:
         errors.print(f"[yellow]warning:[/] {note}", highlight=False)
 
 
 @app.command("redteam")
-@friendly
+@cli_command
 def redteam(
-    model: ModelSpec = "smollm2",
+    model: ModelOpt = "smollm2",
+    model_arg: ModelArgOpt = [],
     attack: Annotated[str, typer.Option(help="past, future or present (comma-separate several to compare them)")]
     = "past",
-    attempts: Annotated[int, typer.Option(help="attempts per behaviour (a fresh rewrite and answer each)")] = 20,
+    attempts: Annotated[int, typer.Option(min=1, help="attempts per behaviour (a fresh rewrite and answer each)")] = 20,
     attacker: Annotated[Optional[str], typer.Option(help="model spec that rewrites requests (default: --model)")]
     = None,
     judges: Annotated[str, typer.Option(help="comma-separated judges, the first is primary: rules, rules_short, "
@@ -113,9 +104,9 @@ def redteam(
     judge_model: JudgeModel = None,
     dataset: Annotated[str, typer.Option(help="jbb, advbench, xstest-unsafe, or a CSV/JSONL with a goal column")]
     = "jbb",
-    limit: Limit = None,
-    output_dir: OutputDir = None,
-    seed: Seed = 0,
+    limit: LimitOpt = None,
+    output_dir: OutputDirOpt = None,
+    seed: SeedOpt = 0,
     max_tokens: MaxTokens = 150,
     target_temperature: Annotated[float, typer.Option(help="0 = greedy answers (as in the paper)")] = 0.0,
     attacker_max_tokens: Annotated[int, typer.Option(help="tokens the attacker may generate")] = 100,
@@ -125,16 +116,15 @@ def redteam(
     judge_template: JudgeTemplate = [],
     rubric: RubricFile = None,
     labels: Labels = None,
-    data_dir: DataDir = None,
-    cache: Cache = None,
-    private_cache: PrivateCache = False,
-    quiet: Quiet = False,
+    data_dir: DataDirOpt = None,
+    cache: CacheOpt = None,
+    private_cache: PrivateCacheOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Attack a model with past/future reformulations of harmful behaviours; writes per-attempt records,
     ASR overall and per category, and an ASR@k plot."""
     from rich.table import Table
 
-    from lmaudit.cli.main import console, errors
     from lmaudit.core.errors import ConfigError
     from lmaudit.safety import (
         RedTeamConfig, SmallJudgeWarning, TargetSettings, load_prompts, make_attack, make_judges, run_redteam,
@@ -160,7 +150,8 @@ def redteam(
     needs_attacker = any(a.template is not None for a in attacks)
     specs = {"target": model, "attacker": (attacker or model) if needs_attacker else None,
              "judge": judge_model if uses_model(judge_list) else None}
-    models = _load_models(specs)
+    check_output_dir(output_dir)
+    models = _load_models(specs, model_arg)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SmallJudgeWarning)  # printed below from the results' notes
         result = run_redteam(models["target"], prompts, judge_list, attacks, output_dir,
@@ -207,32 +198,32 @@ def redteam(
 
 
 @app.command("overrefusal")
-@friendly
+@cli_command
 def overrefusal(
-    model: ModelSpec = "smollm2",
+    model: ModelOpt = "smollm2",
+    model_arg: ModelArgOpt = [],
     dataset: Annotated[str, typer.Option(help="jbb-benign, xstest (its 250 safe prompts), or a CSV/JSONL with a "
                                               "goal column")] = "jbb-benign",
     judges: Annotated[str, typer.Option(help="comma-separated judges: rules, rules_short, refusal, rubric")]
     = "rules",
     judge_model: JudgeModel = None,
-    limit: Limit = None,
-    output_dir: OutputDir = None,
-    seed: Seed = 0,
+    limit: LimitOpt = None,
+    output_dir: OutputDirOpt = None,
+    seed: SeedOpt = 0,
     max_tokens: MaxTokens = 150,
     judge_max_tokens: JudgeMaxTokens = 32,
     judge_template: JudgeTemplate = [],
     rubric: RubricFile = None,
     labels: Labels = None,
-    data_dir: DataDir = None,
-    cache: Cache = None,
-    private_cache: PrivateCache = False,
-    quiet: Quiet = False,
+    data_dir: DataDirOpt = None,
+    cache: CacheOpt = None,
+    private_cache: PrivateCacheOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Measure how often a model refuses requests it should answer; writes per-prompt records and the rate
     with a 95% CI, overall and per category."""
     from rich.table import Table
 
-    from lmaudit.cli.main import console, errors
     from lmaudit.core.errors import ConfigError
     from lmaudit.safety import (
         OverRefusalConfig, SmallJudgeWarning, TargetSettings, load_prompts, make_judges, run_overrefusal,
@@ -248,7 +239,8 @@ def overrefusal(
     prompts.require(harmful=False)
     config = OverRefusalConfig(target=TargetSettings(max_tokens, 0.0), seed=seed, limit=limit)
     specs = {"target": model, "judge": judge_model if uses_model(judge_list) else None}
-    models = _load_models(specs)
+    check_output_dir(output_dir)
+    models = _load_models(specs, model_arg)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SmallJudgeWarning)
         result = run_overrefusal(models["target"], prompts, judge_list, output_dir, judge_model=models.get("judge"),

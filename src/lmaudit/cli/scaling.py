@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-app = typer.Typer(help="Predictable scaling: train a ladder, fit scaling laws, predict the big run before training it.",
-                  no_args_is_help=True)
+from lmaudit.cli.options import QuietOpt, cli_command, console, new_app
 
-
-def _console():
-    from rich.console import Console
-
-    return Console()
+app = new_app("Predictable scaling: train a ladder, fit scaling laws, predict the big run before training it.")
 
 
 def _ci(est) -> str:
@@ -23,8 +17,10 @@ def _ci(est) -> str:
 
 
 @app.command()
+@cli_command
 def ladder(
-    out: Path = typer.Option(Path("runs/scaling-ladder"), "--out", help="Folder for data, runs, prediction, plot."),
+    output_dir: Path = typer.Option(Path("runs/scaling-ladder"), "--output-dir",
+                                    help="Folder for data, runs, prediction, plot and results.json; resumed."),
     corpus: Optional[Path] = typer.Option(None, "--corpus", help="Folder of .txt/.md/.py files, a .txt file or a "
                                           ".jsonl/.csv table with a 'text' field. Default: the Python stdlib."),
     preset: str = typer.Option("default", "--preset", help="Ladder recipe: 'default' or 'tiny' (seconds, for trying)."),
@@ -32,7 +28,7 @@ def ladder(
     resamples: Optional[int] = typer.Option(None, "--resamples", help="Bootstrap resamples for the fit."),
     threads: int = typer.Option(1, "--threads", min=1, max=2, help="torch threads (a second thread slows these "
                                 "small models down)."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show training progress bars."),
+    quiet: QuietOpt = False,
 ) -> None:
     """Train the ladder, fit L(C), register the target's predicted loss, then train the target and compare."""
     import os
@@ -50,8 +46,8 @@ def ladder(
     config = PRESETS[preset]
     config = replace(config, seed=config.seed if seed is None else seed,
                      resamples=config.resamples if resamples is None else resamples)
-    console = _console()
-    result = run_ladder(out, config=config, corpus=corpus, threads=threads, progress=progress, log=console.print)
+    result = run_ladder(output_dir, config=config, corpus=corpus, threads=threads, progress=not quiet,
+                        log=console.print)
     pred = result.prediction.loss
     console.print(f"[bold]predicted[/bold] {_ci(pred)}  [bold]actual[/bold] {result.target.loss:.6g}  "
                   f"relative error {100 * result.relative_error:+.2f}%  ({result.wall_seconds:.0f}s)")
@@ -60,6 +56,7 @@ def ladder(
 
 
 @app.command()
+@cli_command
 def fit(
     runs: Optional[Path] = typer.Option(None, "--runs", help="Runs table (.csv/.json/.jsonl): loss and compute, "
                                         "or loss, n_params and tokens."),
@@ -74,13 +71,14 @@ def fit(
     resamples: int = typer.Option(1000, "--resamples", min=10, help="Bootstrap resamples."),
     confidence: float = typer.Option(0.95, "--confidence", min=0.5, max=0.999, help="Interval level."),
     seed: int = typer.Option(0, "--seed"),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Write the figure to this PNG (L(C) for --runs, the "
-                                        "pass-rate law for --pass-rates; with both, the latter goes beside it "
-                                        "as <name>-pass-rates.png)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write all results to this JSON file."),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", help="Write results.json and the figures "
+                                              "(fit.png for --runs, pass-rates.png for --pass-rates) here."),
 ) -> None:
     """Fit scaling laws with bootstrap confidence intervals."""
+    from lmaudit.cli.options import output_dir as check_output_dir
     from lmaudit.core.errors import ConfigError, DataError, UnknownNameError
+    from lmaudit.core.output import write_json_atomic
+    from lmaudit.core.results import MetricRow, envelope
     from lmaudit.scaling import fit as fits
     from lmaudit.scaling.runs import read_pass_rates, read_runs
 
@@ -88,8 +86,10 @@ def fit(
         raise ConfigError("give --runs (a runs table) and/or --pass-rates (a pass-rate table)")
     if law not in {"auto", "compute", "params", "both"}:
         raise UnknownNameError("law", law, ["auto", "compute", "params", "both"])
-    console = _console()
+    check_output_dir(output_dir)
+    plot = output_dir / "fit.png" if output_dir is not None else None
     report: dict = {}
+    rows: list[MetricRow] = []
     options = {"resamples": resamples, "confidence": confidence, "seed": seed}
     if runs is not None:
         table = read_runs(runs)
@@ -103,10 +103,12 @@ def fit(
                               f"{compute_fit.rmse_log:.4f})")
                 for name in ("a", "b", "c"):
                     console.print(f"  {name} = {_ci(getattr(compute_fit, name))}")
+                    rows.append(_row(f"L(C).{name}", getattr(compute_fit, name)))
                 if target_compute is not None:
                     est = compute_fit.extrapolate(target_compute)
                     report["compute_law"]["extrapolation"] = {"compute": target_compute, **est.to_dict()}
                     console.print(f"  L({target_compute:.3g}) = {_ci(est)}")
+                    rows.append(_row(f"L({target_compute:.3g})", est))
                 if plot is not None:
                     from lmaudit.scaling.plot import plot_scaling
 
@@ -124,6 +126,7 @@ def fit(
                               f"{params_fit.huber_delta:g})")
                 for name in ("E", "A", "B", "alpha", "beta"):
                     console.print(f"  {name} = {_ci(getattr(params_fit, name))}")
+                    rows.append(_row(f"L(N,D).{name}", getattr(params_fit, name)))
             if budget is not None:
                 if params_fit is None:
                     raise ConfigError("--budget needs the L(N, D) fit: runs with independently varied N and D "
@@ -145,20 +148,25 @@ def fit(
                       f"model; {len(result.dropped_problems)} dropped)")
         for group in (result.overall, *result.buckets):
             line = f"  {group.label}: alpha = {_ci(group.alpha)}, k = {_ci(group.k)}"
+            rows += [_row("pass_rate.alpha", group.alpha, group.label), _row("pass_rate.k", group.k, group.label)]
             if target_compute is not None:
                 est = group.extrapolate(target_compute)
                 line += f", at C={target_compute:.3g}: {_ci(est)}"
             console.print(line)
-        if plot is not None:
+        if output_dir is not None:
             from lmaudit.scaling.plot import plot_pass_rates
 
-            figure = plot if runs is None else plot.with_name(f"{plot.stem}-pass-rates{plot.suffix}")
-            plot_pass_rates(figure, result, extend_to=target_compute)
+            figure = plot_pass_rates(output_dir / "pass-rates.png", result, extend_to=target_compute)
             console.print(f"plot: {figure}")
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(report, indent=1) + "\n")
-        console.print(f"json: {json_out}")
+    if output_dir is not None:
+        write_json_atomic(output_dir / "results.json", envelope("scaling-fit", rows, **report))
+        console.print(f"results: {output_dir / 'results.json'}")
+
+
+def _row(metric: str, estimate, group: str | None = None):
+    from lmaudit.core.results import MetricRow
+
+    return MetricRow(metric, estimate.value, ci95=(estimate.ci_low, estimate.ci_high), group=group)
 
 
 def _has_independent_n_d(table) -> bool:

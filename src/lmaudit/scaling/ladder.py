@@ -24,6 +24,9 @@ from typing import Any
 import numpy as np
 
 from lmaudit.core.errors import ConfigError
+from lmaudit.core.output import write_json_atomic
+from lmaudit.core.results import MetricRow, envelope
+from lmaudit.runner.rundir import RESULTS
 from lmaudit.scaling.corpus import Corpus, load_corpus
 from lmaudit.scaling.fit import ComputeLawFit, fit_compute_law
 from lmaudit.scaling.prediction import RegisteredPrediction, read_prediction, register_prediction
@@ -106,6 +109,14 @@ class LadderResult:
     relative_error: float  # (actual - predicted) / actual
     wall_seconds: float
     files: dict[str, Path] = field(default_factory=dict)
+
+    def envelope(self) -> dict[str, Any]:
+        """results.json: the prediction against the outcome as metric rows, and everything else beside them."""
+        loss = self.prediction.loss
+        rows = [MetricRow("predicted_loss", loss.value, ci95=(loss.ci_low, loss.ci_high), task=self.target.name),
+                MetricRow("actual_loss", self.target.loss, task=self.target.name),
+                MetricRow("relative_error", self.relative_error, task=self.target.name)]
+        return envelope("scaling-ladder", rows, **self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         return {"ladder": [r.to_dict() for r in self.ladder], "target": self.target.to_dict(),
@@ -209,6 +220,6 @@ def run_ladder(out_dir: str | Path, *, config: LadderConfig = PRESETS["default"]
     from lmaudit.scaling.plot import plot_scaling
 
     plot_path = plot_scaling(out / "ladder.png", ladder, fit, prediction=prediction, target=target)
-    result = replace(result, files={**result.files, "plot": plot_path, "report": out / "report.json"})
-    (out / "report.json").write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+    result = replace(result, files={**result.files, "plot": plot_path, "results": out / RESULTS})
+    write_json_atomic(out / RESULTS, result.envelope())
     return result
