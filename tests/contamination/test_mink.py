@@ -17,6 +17,12 @@ from lmaudit.contamination.mink import (
 )
 from lmaudit.core.errors import ConfigError, DataError, ModelError
 from lmaudit.core.types import LoglikelihoodRequest
+from lmaudit.runner import ModelRole, RunSession
+
+
+def _session(model, tmp_path):
+    return RunSession.open(tmp_path / "run", kind="mink", identity={}, roles=[ModelRole("target", model)],
+                           cache_path=tmp_path / "cache.sqlite", progress=False)
 
 
 def _pairwise(scores, labels):
@@ -53,16 +59,30 @@ def test_min_k_score_takes_the_lowest_fraction():
 class _BlackBox:
     name = "api-model"
 
+    def fingerprint(self):
+        return "api"
 
-def test_black_box_models_are_refused():
-    with pytest.raises(ModelError, match="white-box"):
-        token_logprobs(_BlackBox(), ["text"])
+    def loglikelihood(self, requests):
+        raise AssertionError("not called")
+
+    def generate(self, requests):
+        raise AssertionError("not called")
+
+
+def test_black_box_models_are_refused(tmp_path):
+    with _session(_BlackBox(), tmp_path) as session, pytest.raises(ModelError, match="white-box"):
+        token_logprobs(session, ["text"])
 
 
 @pytest.mark.slow
-def test_token_logprobs_match_the_backend_and_mmlu_vs_unseen_text(smollm2, mmlu_items, data_dir, one_torch_thread):
+def test_token_logprobs_match_the_backend_and_mmlu_vs_unseen_text(smollm2, mmlu_items, data_dir, one_torch_thread,
+                                                                  tmp_path):
+    session = _session(smollm2, tmp_path)
     texts = [mmlu_items[0].text, mmlu_items[5000].text, "The cat sat on the mat."]
-    logprobs = token_logprobs(smollm2, texts)
+    logprobs = token_logprobs(session, texts)
+    assert session.sent["target"] == 3
+    again = token_logprobs(session, texts)  # the runner's cache answers the same request kind a second time
+    assert session.sent["target"] == 3 and all((a == b).all() for a, b in zip(again, logprobs))
     # The backend's own batched scorer, with the output head at chosen positions only: an independent path.
     expected = smollm2.loglikelihood([LoglikelihoodRequest("", t) for t in texts])
     for lp, text, reference in zip(logprobs, texts, expected):
@@ -74,7 +94,7 @@ def test_token_logprobs_match_the_backend_and_mmlu_vs_unseen_text(smollm2, mmlu_
     with open(data_dir / "arxiv" / "arxiv_data_3397_clopezvice.csv", encoding="utf-8") as handle:
         abstracts = [row["abstract"] for row in csv.DictReader(handle)]
     items = random.Random(1).sample([i for i in mmlu_items if 12 <= len(i.text.split()) <= 25], 6)
-    comparison = compare_to_nonmembers(smollm2, items, abstracts, k=0.2, seed=0)
+    comparison = compare_to_nonmembers(session, items, abstracts, k=0.2, seed=0)
     assert len(comparison.item_scores) == len(comparison.nonmember_scores) == 6
     # Excerpts are cut to the item's token count (decoding and re-encoding may move a boundary by a token).
     assert all(abs(a - b) <= 2 for a, b in zip(comparison.item_tokens, comparison.nonmember_tokens))
@@ -83,7 +103,8 @@ def test_token_logprobs_match_the_backend_and_mmlu_vs_unseen_text(smollm2, mmlu_
                                                        [True] * 6 + [False] * 6))
 
     first, second = comparison.item_scores[:2]
-    flags = mink_flags(smollm2, items[:2], k=0.2, threshold=(first + second) / 2)  # between the two scores
+    flags = mink_flags(session, items[:2], k=0.2, threshold=(first + second) / 2)  # between the two scores
     # Other batch-mates change float32 rounding, not the scores beyond that.
     assert [f.score for f in flags] == pytest.approx([first, second], abs=1e-4)
     assert [f.contaminated for f in flags] == [first > second, second > first]
+    session.close()

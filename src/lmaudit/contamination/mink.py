@@ -11,59 +11,35 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from scipy.stats import rankdata
-from tqdm import tqdm
 
 from lmaudit.contamination.items import EvalItem
 from lmaudit.contamination.results import Flag
-from lmaudit.core.errors import ConfigError, DataError, ModelError
+from lmaudit.core.errors import ConfigError, DataError
+from lmaudit.core.types import TokenLogprobsRequest
+from lmaudit.models.base import WhiteBoxModel, require_white_box
+from lmaudit.runner.session import RunSession
 
-TOKEN_BUDGET = 1024  # tokens per forward pass; the full-vocabulary log-softmax is the memory that counts
-
-
-def _white_box(model: Any) -> Any:
-    if not all(hasattr(model, name) for name in ("model", "tokenizer", "encode_pair", "device", "max_length")):
-        raise ModelError(f"Min-K% needs a white-box model (the hf backend: smollm2, hf:..., gguf:...); "
-                         f"{getattr(model, 'name', type(model).__name__)} gives no token log-probabilities")
-    return model
+ROLE = "target"  # the session role whose model is scored
 
 
-def token_ids(model: Any, text: str) -> tuple[list[int], list[int]]:
+def scored_model(session: RunSession) -> WhiteBoxModel:
+    return require_white_box(session.roles[ROLE].model, "Min-K%")
+
+
+def token_ids(model: WhiteBoxModel, text: str) -> tuple[list[int], list[int]]:
     """(prefix, tokens): the text's tokens as the backend scores a continuation with no context."""
-    prefix, tokens = _white_box(model).encode_pair("", text)
+    prefix, tokens = model.encode_pair("", text)
     return prefix, tokens[: model.max_length - len(prefix)]  # what fits the context window is scored
 
 
-def token_logprobs(model: Any, texts: Sequence[str], *, progress: bool = False) -> list[np.ndarray]:
-    """log P(token | everything before it) for every token of every text, as float64 arrays."""
-    import torch
-
-    _white_box(model)
-    encoded = [token_ids(model, text) for text in texts]
-    order = sorted(range(len(texts)), key=lambda i: -len(encoded[i][1]))  # similar lengths share a batch
-    out: list[np.ndarray | None] = [None] * len(texts)
-    pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
-    with torch.inference_mode(), tqdm(total=len(texts), desc="min-k% scoring", unit="text",
-                                      disable=not progress) as bar:
-        start = 0
-        while start < len(order):
-            width = len(encoded[order[start]][0]) + len(encoded[order[start]][1])
-            batch = order[start:start + max(1, TOKEN_BUDGET // max(1, width))]
-            rows = [encoded[i][0] + encoded[i][1] for i in batch]
-            # Right padding needs no mask: a causal model never lets a real token attend to a later pad.
-            ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=model.device)
-            logprobs = torch.log_softmax(model.model(input_ids=ids).logits.float(), dim=-1)
-            for row, index in enumerate(batch):
-                prefix, tokens = encoded[index]
-                positions = torch.arange(len(prefix) - 1, len(prefix) - 1 + len(tokens), device=model.device)
-                targets = torch.tensor(tokens, device=model.device)
-                out[index] = logprobs[row, positions, targets].double().cpu().numpy()
-            start += len(batch)
-            bar.update(len(batch))
-    return out  # type: ignore[return-value]
+def token_logprobs(session: RunSession, texts: Sequence[str]) -> list[np.ndarray]:
+    """log P(token | everything before it) for every token of every text (float64), through the run's cache."""
+    scored_model(session)
+    answers = session.call(ROLE, [TokenLogprobsRequest(text) for text in texts], label="min-k% scoring")
+    return [np.asarray(answer.logprobs, dtype=np.float64) for answer in answers]  # type: ignore[union-attr]
 
 
 def min_k_score(logprobs: np.ndarray, k: float = 0.2) -> float:
@@ -91,15 +67,15 @@ def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def mink_flags(model: Any, items: Sequence[EvalItem], *, k: float = 0.2, threshold: float | None = None,
-               progress: bool = False) -> list[Flag]:
+def mink_flags(session: RunSession, items: Sequence[EvalItem], *, k: float = 0.2,
+               threshold: float | None = None) -> list[Flag]:
     """One flag per item with its Min-K% score; contaminated only when a threshold is given (score >= it)."""
-    scores = [min_k_score(lp, k) for lp in token_logprobs(model, [item.text for item in items], progress=progress)]
+    scores = [min_k_score(lp, k) for lp in token_logprobs(session, [item.text for item in items])]
     return [Flag(item.task, item.sample_id, "mink", None if threshold is None else score >= threshold, score)
             for item, score in zip(items, scores)]
 
 
-def length_matched_excerpts(model: Any, texts: Sequence[str], documents: Sequence[str], *,
+def length_matched_excerpts(model: WhiteBoxModel, texts: Sequence[str], documents: Sequence[str], *,
                             seed: int = 0) -> list[str]:
     """For each text, the opening of a different document cut to the same number of tokens.
 
@@ -115,7 +91,7 @@ def length_matched_excerpts(model: Any, texts: Sequence[str], documents: Sequenc
             tokens = token_ids(model, pool[cursor])[1]
             cursor += 1
             if len(tokens) >= want:
-                excerpts.append(model.tokenizer.decode(tokens[:want]))
+                excerpts.append(model.decode(tokens[:want]))
                 break
         else:
             raise DataError(f"the non-member documents ran out after {len(excerpts)} of {len(texts)} excerpts: "
@@ -135,11 +111,11 @@ class MinkComparison:
     auroc: float  # items as the positive class: above 0.5 means items look more "seen" than the reference
 
 
-def compare_to_nonmembers(model: Any, items: Sequence[EvalItem], documents: Sequence[str], *, k: float = 0.2,
-                          seed: int = 0, progress: bool = False) -> MinkComparison:
+def compare_to_nonmembers(session: RunSession, items: Sequence[EvalItem], documents: Sequence[str], *,
+                          k: float = 0.2, seed: int = 0) -> MinkComparison:
     texts = [item.text for item in items]
-    excerpts = length_matched_excerpts(model, texts, documents, seed=seed)
-    logprobs = token_logprobs(model, texts + excerpts, progress=progress)
+    excerpts = length_matched_excerpts(scored_model(session), texts, documents, seed=seed)
+    logprobs = token_logprobs(session, texts + excerpts)
     scores = [min_k_score(lp, k) for lp in logprobs]
     n = len(texts)
     return MinkComparison(k, scores[:n], scores[n:], [len(lp) for lp in logprobs[:n]],
