@@ -1,4 +1,4 @@
-"""Factories for the registry: `humaneval` and `mbpp`."""
+"""Factories for the registry: `humaneval` and `mbpp`, registered through the `lmaudit.tasks` entry point."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from lmaudit.codeeval.benchmarks import HUMANEVAL, MBPP, CodeBenchmark
 from lmaudit.codeeval.task import CodeTask
 from lmaudit.sandbox import Limits, Sandbox
+from lmaudit.tasks.base import register_task
 
 
 def _build(benchmark: CodeBenchmark, n: int, temperature: float, ks: int | str | Sequence[int | str] | None,
@@ -34,3 +35,8 @@ def mbpp(n: int = 1, temperature: float = 0.8, ks: int | str | Sequence[int | st
     """MBPP (974 problems): task text and its asserts in the prompt; pass@k over n samples per problem."""
     return _build(MBPP, n, temperature, ks, chat, workers, data_path, data_dir, allow_unsandboxed,
                   isolation, timeout, max_tokens, seed)
+
+
+def register() -> None:
+    register_task("humaneval", humaneval, "HumanEval, 164 problems run in a sandbox: pass@k over -n samples")
+    register_task("mbpp", mbpp, "MBPP, 974 problems run in a sandbox: pass@k over -n samples")

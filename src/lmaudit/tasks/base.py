@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -200,5 +201,13 @@ def get_task(name: str, **options: Any) -> Task:
         raise
 
 
+_PLUGINS_LOADED = False
+
+
 def _load_builtins() -> None:
-    from lmaudit.tasks import builtin  # noqa: F401  (registers on import)
+    """Every installed package's tasks (entry point group `lmaudit.tasks`: the core's, then capabilities'), once."""
+    global _PLUGINS_LOADED
+    if not _PLUGINS_LOADED:
+        _PLUGINS_LOADED = True
+        for entry in importlib.metadata.entry_points(group="lmaudit.tasks"):
+            entry.load()()
