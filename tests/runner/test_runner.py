@@ -81,6 +81,9 @@ def test_sigkill_mid_run_then_resume(smollm2, tmp_path, data_dir):
     finished = len(RunDir(run).records())
     assert 0 < finished < 24, "the kill should land mid-run"
     answered_before = ResponseCache(cache).count()
+    # The killed invocation is in the manifest, and counts every call it made (calls are counted before they go).
+    killed = json.loads((run / "manifest.json").read_text())["invocations"][-1]
+    assert killed["finished"] is False and killed["requests_sent"]["target"] >= answered_before > 0
 
     task = get_task("mmlu")
     counting = CountingModel(smollm2)
@@ -88,6 +91,9 @@ def test_sigkill_mid_run_then_resume(smollm2, tmp_path, data_dir):
     all_keys = {request_key(r) for s in select_samples(task.samples(), 24, "subject") for r in task.requests(s)}
     assert len(counting.sent) == len(set(counting.sent)) == len(all_keys) - answered_before
     assert resumed.samples_resumed == finished
+    invocations = json.loads((run / "manifest.json").read_text())["invocations"]
+    assert [i["finished"] for i in invocations] == [False, True]
+    assert invocations[-1]["requests_sent"]["target"] == len(counting.sent)
 
     fresh = evaluate(smollm2, [get_task("mmlu")], tmp_path / "fresh", limit=24,
                      cache_path=tmp_path / "fresh.sqlite", progress=False, model_spec="smollm2")
