@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 def naive_loglikelihood(model, context_ids, continuation_ids):
     ids = torch.tensor([context_ids + continuation_ids])
     with torch.inference_mode():
-        logprobs = torch.log_softmax(model.model(ids).logits.float(), dim=-1)[0]
+        logprobs = torch.log_softmax(model.forward(ids).float(), dim=-1)[0]
     picked = [logprobs[len(context_ids) - 1 + i] for i in range(len(continuation_ids))]
     total = sum(float(p[t]) for p, t in zip(picked, continuation_ids))
     greedy = all(int(p.argmax()) == t for p, t in zip(picked, continuation_ids))
@@ -53,7 +53,7 @@ def test_token_spanning_the_join_is_scored_not_emptied(smollm2):
 def test_fixed_and_auto_batch_sizes_agree(smollm2):
     requests = [LoglikelihoodRequest(f"Fact number {i}: the sky is", " blue") for i in range(12)]
     auto = smollm2.loglikelihood(requests)
-    fixed = HFModel(smollm2.model, smollm2.tokenizer, fingerprint="x", name="x", batch_size=1).loglikelihood(requests)
+    fixed = HFModel(smollm2.module, smollm2.tokenizer, fingerprint="x", name="x", batch_size=1).loglikelihood(requests)
     assert [a.logprob for a in auto] == pytest.approx([f.logprob for f in fixed], abs=1e-4)
 
 
@@ -89,3 +89,39 @@ def test_bad_specs():
         load_model("hf:")
     with pytest.raises(ModelError, match="GGUF file not found"):
         load_model("gguf:/nonexistent/model.gguf")
+
+
+def test_a_sampled_text_depends_on_its_seed_not_its_batch(smollm2):
+    """Alone, in a batch of 16 and in another order: the same text for the same request; rows keep their own
+    max tokens and stop strings, and greedy rows in the same batch are unaffected."""
+    torch.set_num_threads(1)
+    prompts = [f"Write one sentence about the number {i}." for i in range(14)]
+    requests = [GenerateRequest(messages=(Message("user", p),), max_tokens=8 + i % 5, temperature=0.8, seed=100 + i)
+                for i, p in enumerate(prompts)]
+    requests.append(GenerateRequest(messages=(Message("user", "Name a colour."),), max_tokens=12, stop=(".",)))
+    requests.append(GenerateRequest(messages=(Message("user", "Say hello."),), max_tokens=6))  # greedy
+    alone = [smollm2.generate([r])[0] for r in requests]
+    together = smollm2.generate(requests)
+    shuffled_order = list(reversed(range(len(requests))))
+    shuffled = smollm2.generate([requests[i] for i in shuffled_order])
+    assert [g.text for g in together] == [g.text for g in alone]
+    assert [shuffled[shuffled_order.index(i)].text for i in range(len(requests))] == [g.text for g in alone]
+    for request, generation in zip(requests, together):
+        assert len(generation.token_logprobs) <= request.max_tokens
+        assert generation.finish_reason == "stop" or len(generation.token_logprobs) == request.max_tokens
+    assert len({g.text for g in together[:14]}) > 7  # the seeds differ, so do most texts
+    assert not any(s in together[14].text for s in requests[14].stop)
+
+
+def test_greedy_decoding_equals_transformers_generate(smollm2):
+    torch.set_num_threads(1)
+    ids = smollm2.tokenizer.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
+                                                add_generation_prompt=True, tokenize=False)
+    prompt = smollm2.encode(ids, add_special_tokens=False)
+    with torch.inference_mode():
+        reference = smollm2.module.generate(torch.tensor([prompt]), max_new_tokens=16, do_sample=False,
+                                            pad_token_id=smollm2.tokenizer.pad_token_id)
+    expected = smollm2.decode(reference[0, len(prompt):].tolist())
+    ours = smollm2.generate([GenerateRequest(messages=(Message("user", "What is the capital of France?"),),
+                                             max_tokens=16)])[0]
+    assert ours.text == expected.strip() or ours.text == expected

