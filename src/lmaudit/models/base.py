@@ -113,6 +113,8 @@ _BACKENDS: dict[str, tuple[str, str, str]] = {
     "smollm2": ("lmaudit.models.hf", "load_smollm2", "the bundled SmolLM2-135M-Instruct (GGUF Q4_1), the default"),
     "hf": ("lmaudit.models.hf", "load_hf", "hf:<folder or hub id> any transformers causal LM"),
     "gguf": ("lmaudit.models.hf", "load_gguf", "gguf:<path.gguf> a GGUF file through transformers"),
+    "llamacpp": ("lmaudit.models.llamacpp", "load_llamacpp",
+                 "llamacpp:<path.gguf> generation through llama.cpp in-process (CPU speed; the llamacpp extra)"),
 }
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from lmaudit.core.errors import ModelError
+from lmaudit.core.errors import ModelError, UnknownNameError
 from lmaudit.core.hashing import cache_dir, file_digest, text_digest
 from lmaudit.models.sampling import Row, decode_rows
 from lmaudit.core.types import (
@@ -441,9 +441,18 @@ def smollm2_path() -> Path:
     raise ModelError(f"{SMOLLM2_FILE} is not in the installed {SMOLLM2_DISTRIBUTION}; reinstall it")
 
 
-def load_smollm2(*, dtype: str = "float32", batch_size: int | str = "auto", max_length: int | None = None,
-                 device: str = "auto") -> HFModel:
-    """smollm2: the bundled default model."""
+def load_smollm2(*, backend: str = "hf", dtype: str = "float32", batch_size: int | str = "auto",
+                 max_length: int | None = None, device: str = "auto", threads: int | None = None) -> Any:
+    """smollm2: the bundled default model, through transformers (`backend=hf`) or llama.cpp (`backend=llamacpp`,
+    generation only, `threads` for its CPU threads)."""
+    if backend == "llamacpp":
+        from lmaudit.models.llamacpp import load_llamacpp
+
+        fast = load_llamacpp(str(smollm2_path()), threads=threads)
+        fast.name = "smollm2"
+        return fast
+    if backend != "hf":
+        raise UnknownNameError("smollm2 backend", backend, ["hf", "llamacpp"])
     model = load_gguf(str(smollm2_path()), dtype=dtype, batch_size=batch_size, max_length=max_length, device=device)
     model.name = "smollm2"
     return model
