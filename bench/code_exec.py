@@ -73,9 +73,9 @@ def run_lmaudit(workers: int, data_dir: str | None) -> dict[str, float]:
     samples = task.samples()
     items = [(s, [Generation(text=s.target, finish_reason="stop")]) for s in samples]
     began = time.perf_counter()
-    scores = task.score_batch(items)
+    scored = task.score_batch(items)
     seconds = time.perf_counter() - began
-    return {"seconds": seconds, "pass@1": sum(s["pass@1"] for s in scores) / len(scores),
+    return {"seconds": seconds, "pass@1": sum(s.scores["pass@1"] for s in scored) / len(scored),
             "isolation": task.sandbox.isolation.level}
 
 
@@ -83,9 +83,9 @@ def mbpp_check(data_dir: str | None) -> None:
     task = mbpp(workers=2, timeout=10.0, data_dir=data_dir)
     samples = task.samples()
     began = time.perf_counter()
-    scores = task.score_batch([(s, [Generation(text=s.target, finish_reason="stop")]) for s in samples])
+    scored = task.score_batch([(s, [Generation(text=s.target, finish_reason="stop")]) for s in samples])
     seconds = time.perf_counter() - began
-    failing = [(s.id, task.outcomes[s.id][0]) for s, sc in zip(samples, scores) if sc["pass@1"] < 1]
+    failing = [(s.id, sc.execution[0]) for s, sc in zip(samples, scored) if sc.scores["pass@1"] < 1]
     passed = len(samples) - len(failing)
     print(f"\nMBPP canonical solutions: {passed}/{len(samples)} pass ({100 * passed / len(samples):.1f}%) "
           f"in {seconds:.1f} s with 2 workers")

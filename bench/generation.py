@@ -38,12 +38,17 @@ def requests(goals: list[str], tokens: int, temperature: float):
                             seed=index if temperature else None) for index, goal in enumerate(goals)]
 
 
-def timed(model, batch) -> dict:
+def timed(label: str, model, batch) -> dict:
+    """Generate, then print the figure at once (a long run that is stopped keeps what it measured)."""
     began = time.perf_counter()
     answers = model.generate(batch)
     seconds = time.perf_counter() - began
     produced = sum(_token_count(model, a) for a in answers)
-    return {"seconds": round(seconds, 2), "tokens": produced, "tokens_per_s": round(produced / seconds, 1)}
+    figure = {"seconds": round(seconds, 2), "tokens": produced, "tokens_per_s": round(produced / seconds, 1),
+              "load_average": os.getloadavg()[0]}
+    print(f"{label:45s} {figure['tokens_per_s']:7.1f} tokens/s  ({produced} tokens, {figure['seconds']} s, "
+          f"load {figure['load_average']:.1f})", flush=True)
+    return figure
 
 
 def _token_count(model, answer) -> int:
@@ -104,21 +109,23 @@ def main() -> None:
     greedy, sampled = requests(goals, args.tokens, 0.0), requests(goals, args.tokens, 0.7)
     hf = load_model("smollm2", device=args.device)
     hf.generate(greedy[:2])  # warm-up: first-call allocations are not throughput
-    figures = {"hf greedy (batched)": timed(hf, greedy), "hf sampled (seeded, batched)": timed(hf, sampled)}
+    figures = {name: timed(name, hf, batch) for name, batch in (("hf greedy (batched)", greedy),
+                                                                 ("hf sampled (seeded, batched)", sampled))}
     try:
         fast = load_model("smollm2", backend="llamacpp", threads=args.threads)
     except ModelError as exc:  # the llamacpp extra is optional: say so and measure the rest
         print(f"llama.cpp in-process skipped: {exc}", file=sys.stderr)
     else:
         fast.generate(greedy[:1])
-        figures["llama.cpp in-process greedy"] = timed(fast, greedy)
-        figures["llama.cpp in-process sampled"] = timed(fast, sampled)
+        for name, batch in (("llama.cpp in-process greedy", greedy), ("llama.cpp in-process sampled", sampled)):
+            figures[name] = timed(name, fast, batch)
         del fast
         process, url = llama_server(args.threads)
         try:
             served = load_model(f"openai:smollm2@{url}", max_concurrency=1)
             served.generate(greedy[:1])
-            figures["llama.cpp server sampled (openai backend)"] = timed(served, sampled)
+            name = "llama.cpp server sampled (openai backend)"
+            figures[name] = timed(name, served, sampled)
         finally:
             process.kill()
     base = figures["hf greedy (batched)"]["tokens_per_s"]
@@ -131,8 +138,6 @@ def main() -> None:
             sampled_rate / figures["llama.cpp server sampled (openai backend)"]["tokens_per_s"], 2)
     report = {"prompts": args.prompts, "tokens": args.tokens, "threads": args.threads, "device": args.device,
               "load_average": os.getloadavg(), "figures": figures, "ratios": ratios}
-    for name, figure in figures.items():
-        print(f"{name:45s} {figure['tokens_per_s']:7.1f} tokens/s  ({figure['tokens']} tokens, {figure['seconds']} s)")
     for name, value in ratios.items():
         print(f"{name:45s} {value:7.2f}x")
     if args.json:

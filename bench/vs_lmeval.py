@@ -37,9 +37,9 @@ def matmul_peak(size: int = 2048, repeats: int = 10) -> float:
 
 def flops_per_token(model) -> tuple[float, float]:
     """(decoder FLOPs per token, output-head FLOPs per position), from parameter counts."""
-    config = model.model.config
+    config = model.module.config
     head = 2 * config.hidden_size * config.vocab_size
-    decoder_params = sum(p.numel() for n, p in model.model.named_parameters() if "embed" not in n and "lm_head" not in n)
+    decoder_params = sum(p.numel() for n, p in model.module.named_parameters() if "embed" not in n and "lm_head" not in n)
     return 2 * decoder_params, head
 
 
@@ -62,7 +62,7 @@ def main() -> int:
     args = parser.parse_args()
     subjects = SUBJECTS[:: max(1, len(SUBJECTS) // args.subjects)][: args.subjects]
     model = load_smollm2()
-    folder = model.model.name_or_path
+    folder = model.module.name_or_path
     report = {"subjects": subjects, "per_subject": args.per_subject, "runs": {}}
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -9,6 +9,8 @@ fi
 if [ -n "${LMAUDIT_DATA_DIR:-}" ] && [ -d "$LMAUDIT_DATA_DIR/mmlu" ]; then
   exec .venv/bin/lmaudit eval --model smollm2 --tasks mmlu --limit 50 "$@"
 fi
-echo "MMLU not found (set LMAUDIT_DATA_DIR to a folder holding mmlu/test/<subject>_test.csv and mmlu/dev/...;" >&2
-echo "the CSVs are in the original release, github.com/hendrycks/test). Running the bundled demo quiz instead." >&2
-exec .venv/bin/lmaudit eval --model smollm2 --tasks demo_mcq "$@"
+echo "MMLU not found (set LMAUDIT_DATA_DIR to a folder holding mmlu/test/<subject>_test.csv and mmlu/dev/...," >&2
+echo "or add --task-arg data_source=hub to read cais/mmlu from the Hugging Face hub). Running on the MMLU sample" >&2
+echo "shipped with lmaudit (the dev split and the first 10 test questions of each subject): a check of the" >&2
+echo "pipeline, not an MMLU score." >&2
+exec .venv/bin/lmaudit eval --model smollm2 --tasks mmlu --limit 50 --task-arg data_source=shipped "$@"

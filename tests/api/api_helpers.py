@@ -17,15 +17,15 @@ def data_dir() -> str:
 
 
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
-    """`lmaudit ...` in a fresh interpreter, as a user runs it."""
+    """`lmaudit ...` in a fresh interpreter, as a user runs it (the console script's entry point)."""
     environment = {**os.environ, "PYTHONPATH": str(REPO / "src"), "LMAUDIT_DATA_DIR": data_dir(), **(env or {})}
-    return subprocess.run([sys.executable, "-c", "from lmaudit.cli.main import main; main()", *args],
+    return subprocess.run([sys.executable, "-c", "from lmaudit.cli.main import run; run()", *args],
                           capture_output=True, text=True, env=environment, timeout=timeout)
 
 
 def cli_popen(*args: str, env: dict[str, str] | None = None, log: Path) -> subprocess.Popen:
     environment = {**os.environ, "PYTHONPATH": str(REPO / "src"), "LMAUDIT_DATA_DIR": data_dir(), **(env or {})}
-    return subprocess.Popen([sys.executable, "-c", "from lmaudit.cli.main import main; main()", *args],
+    return subprocess.Popen([sys.executable, "-c", "from lmaudit.cli.main import run; run()", *args],
                             stdout=log.open("w"), stderr=subprocess.STDOUT, env=environment)
 
 

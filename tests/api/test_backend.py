@@ -1,5 +1,6 @@
 """The backend through the Model contract against real loopback servers (the stub, the fault proxy)."""
 
+import socket
 import threading
 import time
 
@@ -8,6 +9,7 @@ import pytest
 from lmaudit.core.errors import ConfigError, ModelError
 from lmaudit.core.types import Generation, GenerateRequest, LoglikelihoodRequest, Message
 from lmaudit.models import load_model
+from lmaudit.models.openai import CallAborted
 from lmaudit.testing.background import BackgroundServer
 from lmaudit.testing.faultproxy import KINDS, FaultProxy
 from lmaudit.testing.stubserver import StubServer, token_logprob, tokens
@@ -24,7 +26,7 @@ def test_generate_completions_and_chat_with_hook_in_callers_thread(stub):
     model = load_model(f"openai:stub@{url}", generation_logprobs=True)
     requests = prompts(20) + [GenerateRequest(messages=(Message("user", "hi"),), max_tokens=3, stop=(" zz",))]
     seen = []
-    model.on_response = lambda index, response: seen.append((index, threading.get_ident(), response))
+    model.set_response_hook(lambda index, response: seen.append((index, threading.get_ident(), response)))
     out = model.generate(requests)
     assert sorted(i for i, _, _ in seen) == list(range(21))
     assert {thread for _, thread, _ in seen} == {threading.get_ident()}
@@ -33,7 +35,7 @@ def test_generate_completions_and_chat_with_hook_in_callers_thread(stub):
     again = load_model(f"openai:stub@{url}").generate(requests[:1])[0]
     assert again.text == out[0].text and len(tokens(out[0].text)) == 4 and len(out[0].token_logprobs) == 4
     assert out[0].token_logprobs[0] == pytest.approx(token_logprob("question 0:", tokens(out[0].text)[0]))
-    assert model.usage["requests"] == 21 and model.usage["completion_tokens"] == 4 * 20 + 3
+    assert model.usage()["requests"] == 21 and model.usage()["completion_tokens"] == 4 * 20 + 3
     model.close()
 
 
@@ -41,7 +43,7 @@ def test_identical_requests_are_sent_once_and_delivered_to_every_index(stub):
     server, url = stub
     model = load_model(f"openai:stub@{url}")
     seen = []
-    model.on_response = lambda index, response: seen.append(index)
+    model.set_response_hook(lambda index, response: seen.append(index))
     out = model.generate(prompts(3) * 4)
     assert sum(server.received.values()) == 3 and sorted(seen) == list(range(12))
     assert out[:3] == out[3:6] == out[9:]
@@ -52,7 +54,7 @@ def test_usage_cost_and_n_samples(stub):
     model = load_model(f"openai:stub@{url}", prices="prompt=2,completion=10")
     samples = model.sample([GenerateRequest(prompt="tell:", max_tokens=5, temperature=1.0, seed=7)], n=3)
     assert len(samples[0]) == 3 and len({g.text for g in samples[0]}) > 1
-    usage = model.usage
+    usage = model.usage()
     assert (usage["prompt_tokens"], usage["completion_tokens"]) == (1, 15)
     assert usage["cost_usd"] == pytest.approx((1 * 2 + 15 * 10) / 1e6)
 
@@ -119,26 +121,26 @@ def test_both_clients_send_organisation_and_project(http, monkeypatch):
     with BackgroundServer(server.app) as running:
         model = load_model(f"openai:stub@{running.url}/v1", http=http)
         assert model.generate(prompts(2))[1].text
-        assert model.usage["http_client"] == http
+        assert model.usage()["http_client"] == http
     assert server.seen_organization == ["org-abc/proj-xyz"] * 2
 
 
 def test_lean_client_takes_the_proxy_from_the_environment(monkeypatch):
-    from lmaudit.models.openai_api import _env_proxy
+    from lmaudit.models.openai.transport import env_proxy
 
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost,.internal")
-    assert _env_proxy("https://api.example.com/v1") == "http://proxy.example:3128"
-    assert _env_proxy("https://gpu7.internal/v1") is None
-    assert _env_proxy("http://127.0.0.1:8000/v1") is None
+    assert env_proxy("https://api.example.com/v1") == "http://proxy.example:3128"
+    assert env_proxy("https://gpu7.internal/v1") is None
+    assert env_proxy("http://127.0.0.1:8000/v1") is None
     monkeypatch.delenv("HTTPS_PROXY")
-    assert _env_proxy("https://api.example.com/v1") is None
+    assert env_proxy("https://api.example.com/v1") is None
 
 
 def test_default_client_is_the_lean_one_and_others_are_refused(stub):
     _, url = stub
     model = load_model(f"openai:stub@{url}")
-    assert model.generate(prompts(1))[0].text and model.usage["http_client"] == "aiohttp"
+    assert model.generate(prompts(1))[0].text and model.usage()["http_client"] == "aiohttp"
     with pytest.raises(ConfigError, match="http='httpx'.*expected 'aiohttp' or 'sdk'"):
         load_model(f"openai:stub@{url}", http="httpx")
 
@@ -150,7 +152,7 @@ def test_retry_after_is_honoured_and_429_cuts_concurrency(stub):
         model = load_model(f"openai:stub@{running.url}/v1", **FAST)
         out = model.generate(prompts(60))
     assert all(isinstance(g, Generation) for g in out) and proxy.counts["429"] > 0
-    assert model.usage["concurrency_cuts"] >= 1
+    assert model.usage()["concurrency_cuts"] >= 1
     last_429: dict[str, float] = {}
     for moment, key, outcome in proxy.events:
         if key in last_429:
@@ -188,7 +190,7 @@ def test_failed_requests_do_not_hide_answered_ones(stub):
     with BackgroundServer(proxy.app) as running:
         model = load_model(f"openai:stub@{running.url}/v1", max_retries=0, **FAST)
         delivered = []
-        model.on_response = lambda index, response: delivered.append(index)
+        model.set_response_hook(lambda index, response: delivered.append(index))
         with pytest.raises(ModelError, match=r"distinct requests .* failed \((\d+) answered were delivered\)"):
             model.generate(prompts(30))
     assert 0 < len(delivered) < 30 and len(delivered) == proxy.counts["ok"]
@@ -214,7 +216,7 @@ def test_dead_endpoint_leaves_rotation_and_the_run_finishes_on_the_other(http):
         killer.join()
         assert len(out) == 400 and all(g.text for g in out)
         assert first.total_answered() + second.total_answered() >= 400 and second.total_answered() > 200
-        assert model.usage["faults"].get("connect", 0) < 40  # out of rotation, probed now and then
+        assert model.usage()["faults"].get("connect", 0) < 40  # out of rotation, probed now and then
     finally:
         a.stop()
         b.stop()
@@ -246,4 +248,103 @@ def test_every_fault_kind_is_survived(http, stub):
         out = model.generate(requests)
     assert out == load_model(f"openai:stub@{url}").generate(requests)
     assert all(proxy.counts[kind] > 0 for kind in KINDS)
-    assert model.usage["requests"] == 160 and model.usage["retries"] >= sum(proxy.counts[k] for k in KINDS)
+    assert model.usage()["requests"] == 160 and model.usage()["retries"] >= sum(proxy.counts[k] for k in KINDS)
+
+
+# -- issue 14 item 8: fail fast on what no retry fixes ---------------------------------------------------------
+
+@pytest.mark.parametrize("http", ["sdk", "aiohttp"])
+def test_a_wrong_key_stops_the_call_at_once(http, monkeypatch):
+    """401 is the same answer for every request: the call stops instead of sending all 300 (or retrying)."""
+    server = StubServer(api_key="right-key-123")
+    monkeypatch.setenv("LMAUDIT_API_KEY", "wrong-key-456")
+    with BackgroundServer(server.app) as running:
+        model = load_model(f"openai:stub@{running.url}/v1", http=http, max_concurrency=8)
+        began = time.monotonic()
+        with pytest.raises(CallAborted, match="401.*LMAUDIT_API_KEY") as caught:
+            model.generate(prompts(300))
+    assert time.monotonic() - began < 5 and "wrong-key-456" not in str(caught.value)
+    assert sum(server.received.values()) <= 3 * 8  # the first window, not the whole call
+    assert model.usage()["retries"] == 0
+
+
+def _status_server(status: int):
+    """An app answering every request with one error status; counts what it received."""
+    from aiohttp import web
+
+    received = []
+
+    async def answer(request):
+        received.append(await request.read())
+        return web.json_response({"error": {"message": f"status {status}"}}, status=status)
+
+    def app():
+        application = web.Application()
+        application.router.add_post("/v1/completions", answer)
+        return application
+
+    return app, received
+
+
+@pytest.mark.parametrize("status, aborts", [(403, True), (400, False), (422, False)])
+def test_only_statuses_that_hold_for_every_request_stop_the_call(status, aborts):
+    """403 (no access) stops the call; 400/422 belong to one request: the others are still sent, none retried."""
+    app, received = _status_server(status)
+    with BackgroundServer(app) as running:
+        model = load_model(f"openai:stub@{running.url}/v1", max_concurrency=4)
+        with pytest.raises(ModelError, match=f"answered {status}") as caught:
+            model.generate(prompts(60))
+    assert isinstance(caught.value, CallAborted) is aborts
+    assert (len(received) <= 3 * 4) if aborts else (len(received) == 60)
+    assert model.usage()["retries"] == 0
+
+
+def test_answers_that_arrived_before_an_abort_are_delivered(stub):
+    """The key is revoked mid-call: every answer that came back before is still handed to the hook."""
+    server, url = stub
+    model = load_model(f"openai:stub@{url}", max_concurrency=4)
+    delivered = []
+
+    def hook(index, response):
+        delivered.append(index)
+        if len(delivered) == 20:
+            server.api_key = "revoked"  # later requests are answered 401
+
+    model.set_response_hook(hook)
+    with pytest.raises(CallAborted, match="401"):
+        model.generate(prompts(200))
+    assert 20 <= len(delivered) < 200 and len(delivered) == sum(server.answered.values())
+    assert sum(server.received.values()) < 100
+
+
+@pytest.mark.parametrize("http", ["sdk", "aiohttp"])
+def test_a_host_name_that_does_not_resolve_fails_at_once(http):
+    try:
+        socket.getaddrinfo("no-such-host.invalid", 80)
+        pytest.skip("this machine's resolver answers for .invalid names")
+    except socket.gaierror as exc:
+        if exc.errno == socket.EAI_AGAIN:
+            pytest.skip("this machine has no working resolver (a lookup fails as 'try again', which is retried)")
+    model = load_model("openai:stub@http://no-such-host.invalid/v1", http=http)  # default retries: 8, from 0.5 s
+    began = time.monotonic()
+    with pytest.raises(CallAborted, match="'no-such-host.invalid'.*does not resolve.*not retried"):
+        model.generate(prompts(3))
+    assert time.monotonic() - began < 5 and model.usage()["retries"] == 0
+
+
+def test_a_temporary_resolver_failure_is_still_retried():
+    from lmaudit.models.openai.transport import ConnectFailed, Dropped, Unfixable, connection_fault
+
+    def wrapped(errno):
+        try:
+            try:
+                raise socket.gaierror(errno, "resolver says so")
+            except socket.gaierror as cause:
+                raise ConnectionError("connect failed") from cause
+        except ConnectionError as exc:
+            return connection_fault(exc, "http://h.example/v1")
+
+    assert isinstance(wrapped(socket.EAI_NONAME), Unfixable)
+    assert not isinstance(wrapped(socket.EAI_AGAIN), Unfixable)
+    assert isinstance(connection_fault(ConnectionRefusedError(111, "refused"), "http://h/v1"), ConnectFailed)
+    assert isinstance(connection_fault(OSError("reset"), "http://h/v1"), Dropped)

@@ -125,3 +125,39 @@ def _wait(condition, seconds: float = 60) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("condition not met")
         time.sleep(0.01)
+
+
+def test_a_key_in_the_base_url_fails_at_once_and_is_never_printed_or_stored(tmp_path):
+    """Issue 14 item 8: `http://user:KEY@host/v1` was retried as 'malformed' for a minute, printed, and stored."""
+    secret = "sk-in-url-" + os.urandom(6).hex()
+    server = StubServer()
+    items = generation_file(tmp_path / "items.jsonl", 5)
+    with BackgroundServer(server.app) as running:
+        host = running.url.removeprefix("http://")
+        began = time.monotonic()
+        done = cli("eval", "--model", f"openai:stub@http://user:{secret}@{host}/v1", "--tasks", "generate",
+                   "--task-arg", f"path={items}", "--output-dir", str(tmp_path / "run"), "--private-cache",
+                   "--quiet")
+        seconds = time.monotonic() - began
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "carries a credential" in done.stderr and "LMAUDIT_API_KEY" in done.stderr
+    assert seconds < 60 and sum(server.received.values()) == 0  # refused before any request (60 s: interpreter start)
+    assert secret not in done.stdout + done.stderr
+    for path in (p for p in tmp_path.rglob("*") if p.is_file()):
+        assert secret.encode() not in path.read_bytes(), path
+
+
+def test_the_manifest_stores_no_url_credential_of_any_argument(tmp_path):
+    secret = "S3CRET" + os.urandom(4).hex()
+    server = StubServer()
+    with BackgroundServer(server.app) as running:
+        model = load_model(f"openai:stub@{running.url}/v1")
+        evaluate(model, [generation_task(tmp_path, 3)], tmp_path / "run", shared_cache=False, progress=False,
+                 model_spec=f"openai:stub@{running.url}/v1",
+                 command=["lmaudit", "eval", "--task-arg", f"mirror=https://me:{secret}@data.example/x.jsonl"],
+                 options={"source": f"https://data.example/x.jsonl?token={secret}&split=test"})
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert secret not in json.dumps(manifest)
+    assert manifest["command"][-1] == "mirror=https://me:***@data.example/x.jsonl"
+    assert manifest["options"]["source"] == "https://data.example/x.jsonl?token=***&split=test"
+    assert manifest["model"]["spec"] == f"openai:stub@{running.url}/v1"  # nothing to redact: left as given

@@ -5,7 +5,7 @@ import pytest
 from lmaudit.core.errors import ConfigError, UnknownNameError
 from lmaudit.core.options import accepted
 from lmaudit.models import load_model
-from lmaudit.models.openai_api import DUMMY_KEY, OpenAIModel, load_openai, parse_spec
+from lmaudit.models.openai import DUMMY_KEY, OpenAIModel, load_openai, parse_spec
 
 
 def test_spec_with_several_urls_and_at_sign_in_model_name():
@@ -74,4 +74,61 @@ def test_serve_refuses_a_model_it_cannot_score():
 
     done = subprocess.run([sys.executable, "-m", "lmaudit.serve", "--model", "openai:m@http://127.0.0.1:9/v1",
                            "--port", "0"], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and "needs a model of the hf backend" in done.stderr
+    assert done.returncode == 2 and "needs a white-box model" in done.stderr and "openai:m " in done.stderr
+
+
+# -- issue 14 item 8: credentials in URLs, and mistakes no retry fixes ------------------------------------------
+
+def test_redact_masks_url_credentials_and_key_like_parameters():
+    from lmaudit.core.redact import redact, redact_data
+
+    cases = {
+        "openai:m@http://user:S3CRET@127.0.0.1:9/v1": "openai:m@http://user:***@127.0.0.1:9/v1",
+        "clone https://S3CRET@github.com/o/r.git now": "clone https://***@github.com/o/r.git now",
+        "http://a/v1,http://u:p@S3CRET@b:80/v1": "http://a/v1,http://u:***@b:80/v1",  # '@' inside the password
+        "http://u:S3/CRET@host/v1": "http://u:***@host/v1",  # an unencoded '/' inside the password
+        "https://h/v1?api-version=2&api_key=S3CRET&X-Amz-Signature=S3CRET#access_token=S3CRET":
+            "https://h/v1?api-version=2&api_key=***&X-Amz-Signature=***#access_token=***",
+        "http://[::1]:8000/v1 and http://127.0.0.1:99999/v1": "http://[::1]:8000/v1 and http://127.0.0.1:99999/v1",
+        "no url: user:pass@host": "no url: user:pass@host",
+    }
+    for text, expected in cases.items():
+        assert redact(text) == expected
+    nested = redact_data({"command": ["lmaudit", "--model", "openai:m@http://k:S3CRET@h/v1"], "n": 3})
+    assert nested == {"command": ["lmaudit", "--model", "openai:m@http://k:***@h/v1"], "n": 3}
+
+
+@pytest.mark.parametrize("url, where", [("http://user:S3CRET@127.0.0.1:9/v1", "user:password@"),
+                                        ("https://S3CRET@api.example.com/v1", "user:password@"),
+                                        ("https://api.example.com/v1?api_key=S3CRET", "api_key="),
+                                        ("https://api.example.com/v1?key=S3CRET", "key=")])
+def test_a_credential_in_a_base_url_is_refused_without_echoing_it(url, where):
+    with pytest.raises(ConfigError, match="carries a credential") as caught:
+        load_model(f"openai:m@{url}")
+    message = str(caught.value)
+    assert "S3CRET" not in message and where in message and "LMAUDIT_API_KEY" in message
+    with pytest.raises(ConfigError, match="carries a credential"):
+        OpenAIModel("m", [url])  # the Python constructor checks too
+
+
+@pytest.mark.parametrize("url, problem", [("ftp://127.0.0.1/v1", "unsupported scheme 'ftp'"),
+                                          ("ws://127.0.0.1:9/v1", "unsupported scheme 'ws'"),
+                                          ("http://127.0.0.1:99999/v1", "malformed"),
+                                          ("http://127.0.0.1:80a/v1", "malformed"),
+                                          ("http:///v1", "names no host"),
+                                          ("http://127.0.0.1:9/v1?api-version=2", "query or fragment")])
+def test_a_base_url_no_request_could_use_fails_at_load(url, problem):
+    with pytest.raises(ConfigError, match=problem):
+        load_model(f"openai:m@{url}")
+
+
+def test_the_model_meets_its_declared_contracts():
+    from lmaudit.models.base import MeteredModel, Model, StreamingModel, WhiteBoxModel
+
+    model = load_model("openai:gpt-x@http://127.0.0.1:9/v1", prices="prompt=1")
+    assert isinstance(model, Model) and isinstance(model, StreamingModel) and isinstance(model, MeteredModel)
+    assert not isinstance(model, WhiteBoxModel)
+    assert model.name == "openai:gpt-x"
+    usage = model.usage()  # before any call: zeros, and no event loop started for it
+    assert (usage["requests"], usage["total_tokens"], usage["cost_usd"]) == (0, 0, 0.0)
+    assert "concurrency_cuts" not in usage

@@ -13,6 +13,7 @@ from lmaudit.codeeval.benchmarks import (
     extract_code,
     find_humaneval,
     find_mbpp,
+    top_level_names,
 )
 from lmaudit.core.errors import DataError, RowError
 
@@ -87,15 +88,28 @@ def test_cut_at_stop():
     assert cut_at_stop("no stop here", ("```",)) == "no stop here"
 
 
-def test_programs_put_solution_before_tests(data_dir):
+def test_programs_keep_the_tests_apart_from_the_code(data_dir):
     he = HUMANEVAL.load(HUMANEVAL.find(None, None))[23]  # strlen
     body = HUMANEVAL.program(he, "    return len(string)\n")
-    assert body.startswith(he.data["prompt"] + "    return len(string)\n") and body.endswith("check(strlen)\n")
+    assert body.code == he.data["prompt"] + "    return len(string)\n"
+    assert body.tests.endswith("check(strlen)\n") and "def check(candidate)" in body.tests
+    assert body.context == he.data["prompt"] and body.uses == ("strlen",)
     full = HUMANEVAL.program(he, "def strlen(string: str) -> int:\n    return len(string)\n")
-    assert full.index("def strlen(string: str) -> int:\n    return len(string)") > len(he.data["prompt"])
+    assert full.code.index("def strlen(string: str) -> int:\n    return len(string)") > len(he.data["prompt"])
     mbpp = {s.id: s for s in MBPP.load(MBPP.find(None, None))}["MBPP/367"]  # its setup code needs the class
     program = MBPP.program(mbpp, mbpp.target)
-    assert program.index("class Node") < program.index(mbpp.data["setup"]) < program.index("assert ")
+    assert program.code.index("class Node") < program.code.index(mbpp.data["setup"])
+    assert "assert " not in program.code and program.tests.startswith("assert ")
+    # The asserts may use what the reference and the setup code define, not the model's other names.
+    assert {"is_tree_balanced", "Node", "root"} <= set(program.uses)
+    shadow = MBPP.program(mbpp, "def abs(x):\n    return 0\n" + mbpp.target)
+    assert "abs" not in shadow.uses
+
+
+def test_top_level_names():
+    source = ("import math, os.path as p\nfrom typing import List\nX, (Y, Z) = 1, (2, 3)\ndef f():\n    inner = 1\n"
+              "class C:\n    attr = 1\nif True:\n    def g():\n        pass\nfor i in range(2):\n    pass\n")
+    assert top_level_names(source) == ("math", "p", "List", "X", "Y", "Z", "f", "C", "g", "i")
 
 
 def test_prompts(data_dir):

@@ -27,8 +27,7 @@ def test_runner_reports_pass_at_k_with_intervals_and_execution_records(smollm2, 
     assert len(records) == 2
     for record in records:
         assert [r["seed"] for r in record["requests"]] == [0, 1]
-        assert len(record["metadata"]["execution"]) == 2
-        assert record["scores"]["pass_rate"] == sum(o["status"] == "passed"
-                                                    for o in record["metadata"]["execution"]) / 2
+        assert len(record["execution"]) == 2  # the record's typed payload, one outcome per program
+        assert record["scores"]["pass_rate"] == sum(o["status"] == "passed" for o in record["execution"]) / 2
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["identity"]["tasks"]["humaneval"]["sandbox"]["isolation"]["level"] == "bwrap"

@@ -28,17 +28,17 @@ def mb(data_dir):
 
 def test_all_164_humaneval_canonical_solutions_pass(he):
     task, samples = he
-    scores = task.score_batch([(s, answers(s.target)) for s in samples.values()])
-    failing = {sid: task.outcomes[sid][0] for sid, sc in zip(samples, scores) if sc["pass@1"] != 1.0}
+    scored = task.score_batch([(s, answers(s.target)) for s in samples.values()])
+    failing = {sid: sc.execution[0] for sid, sc in zip(samples, scored) if sc.scores["pass@1"] != 1.0}
     assert not failing
-    assert all(task.outcomes[sid][0]["status"] == "passed" for sid in samples)
+    assert all(sc.execution[0]["status"] == "passed" for sc in scored)
 
 
 def test_an_empty_body_fails_every_humaneval_problem(he):
     task, samples = he
-    scores = task.score_batch([(s, answers("    pass\n")) for s in samples.values()])
-    assert [sc["pass@1"] for sc in scores] == [0.0] * 164
-    assert {task.outcomes[sid][0]["status"] for sid in samples} <= {"failed", "error"}
+    scored = task.score_batch([(s, answers("    pass\n")) for s in samples.values()])
+    assert [sc.scores["pass@1"] for sc in scored] == [0.0] * 164
+    assert {sc.execution[0]["status"] for sc in scored} <= {"failed", "error"}
 
 
 OFF_BY_ONE = {  # problem: (piece of the canonical solution, the same piece off by one)
@@ -63,19 +63,19 @@ def test_canonical_solutions_with_an_off_by_one_fail(he, mb):
             right, wrong = OFF_BY_ONE[sample.id]
             assert right in sample.target, sample.id
             mutants.append((sample, answers(sample.target, sample.target.replace(right, wrong, 1))))
-        scores = task.score_batch(mutants)
-        for sample, sc in zip(chosen, scores):
-            outcomes = task.outcomes[sample.id]
+        scored = task.score_batch(mutants)
+        for sample, sc in zip(chosen, scored):
+            outcomes = sc.execution
             assert [o["status"] for o in outcomes] == ["passed", "failed"], (sample.id, outcomes)
             assert outcomes[1]["error_type"] == "AssertionError"
-            assert sc == {"pass@1": 0.5, "pass@2": 1.0, "pass_rate": 0.5}
+            assert sc.scores == {"pass@1": 0.5, "pass@2": 1.0, "pass_rate": 0.5}
 
 
 def test_mbpp_canonical_solutions_pass_on_a_spread_sample(mb):
     task, samples = mb
     chosen = list(samples.values())[::10]  # 98 problems across all splits
-    scores = task.score_batch([(s, answers(s.target)) for s in chosen])
-    failing = {s.id: task.outcomes[s.id][0] for s, sc in zip(chosen, scores) if sc["pass@1"] != 1.0}
+    scored = task.score_batch([(s, answers(s.target)) for s in chosen])
+    failing = {s.id: sc.execution[0] for s, sc in zip(chosen, scored) if sc.scores["pass@1"] != 1.0}
     assert not failing
 
 
@@ -99,9 +99,10 @@ def test_scores_count_passing_samples_and_keep_outcomes(he):
     task = humaneval(n=4, temperature=0.8, ks=[1, 2, 4], timeout=3)
     responses = answers("    return len(string)\n", "    return len(string) + 1\n", "    while True:\n        pass\n",
                         "    return len(string)\n\n\ndef helper():\n    pass\n")
-    scores = task.score(sample, responses)
-    assert scores == pytest.approx({"pass@1": 0.5, "pass@2": 1 - 1 / 6, "pass@4": 1.0, "pass_rate": 0.5})
-    outcomes = task.outcomes[sample.id]
+    scored, = task.score_batch([(sample, responses)])
+    assert scored.scores == pytest.approx({"pass@1": 0.5, "pass@2": 1 - 1 / 6, "pass@4": 1.0, "pass_rate": 0.5})
+    assert task.score(sample, responses) == scored.scores
+    outcomes = scored.execution
     assert [o["status"] for o in outcomes] == ["passed", "failed", "timeout", "passed"]
     assert outcomes[2]["error_type"] in {"CPUTimeLimit", "WallTimeLimit"}
     assert all(set(o) == {"status", "error_type", "stderr", "seconds", "exit_code"} for o in outcomes)
@@ -113,8 +114,9 @@ def test_chat_answers_are_extracted(he):
     responses = answers("Sure!\n```python\ndef strlen(string: str) -> int:\n    return len(string)\n```\nThis works.",
                         "The length is len(string).",
                         "```python\ndef strlen(string):\n    return 0\n```")
-    assert task.score(sample, responses)["pass_rate"] == pytest.approx(1 / 3)
-    assert [o["status"] for o in task.outcomes[sample.id]] == ["passed", "error", "failed"]
+    scored, = task.score_batch([(sample, responses)])
+    assert scored.scores["pass_rate"] == pytest.approx(1 / 3)
+    assert [o["status"] for o in scored.execution] == ["passed", "error", "failed"]
 
 
 def test_config_records_isolation_and_data(he):

@@ -67,3 +67,51 @@ def test_errors_name_what_is_wrong(tmp_path):
     (tmp_path / "bad.jsonl.gz").write_bytes(b"not gzip at all")
     with pytest.raises(DataError, match="cannot be read"):
         list(read_batches(corpus_shards([tmp_path / "bad.jsonl.gz"])[0]))
+
+
+def _reference_documents(path, text_field="text", id_field="id"):
+    """Line by line, as the reader before block parsing did it: (line, id, text) of every document."""
+    documents = []
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if path.suffix == ".txt":
+                text = raw.decode("utf-8").rstrip("\r\n")
+                if text:
+                    documents.append((number, None, text))
+                continue
+            if not raw.strip():
+                continue
+            row = json.loads(raw)
+            if row[text_field] is not None:
+                documents.append((number, None if row.get(id_field) is None else str(row.get(id_field)),
+                                  row[text_field]))
+    return documents
+
+
+@pytest.mark.parametrize("batch_chars", [1, 700, 1 << 22])
+def test_block_reader_equals_line_by_line_reading_and_cuts_batches_by_characters(tmp_path, monkeypatch,
+                                                                                 batch_chars):
+    from lmaudit.contamination import corpus
+
+    monkeypatch.setattr(corpus, "READ_BYTES", 256)  # many blocks, lines cut across block ends
+    lines = []
+    for k in range(300):
+        row = {"id": k if k % 3 else f"d{k}", "text": f"Doc {k} " + "ωx" * (k % 40) + ("\x00" if k % 11 == 0 else "")}
+        if k % 13 == 0:
+            row["text"] = None
+        if k % 17 == 0:
+            del row["id"]
+        line = json.dumps(row, ensure_ascii=k % 2 == 0)
+        if k % 19 == 0:
+            line = line.replace('"text": "', '"text": "\\ud800', 1)  # only the standard parser takes it
+        lines.append(line + ("\r\n" if k % 7 == 0 else "\n") + ("\n" if k % 23 == 0 else ""))
+    (tmp_path / "a.jsonl").write_text("".join(lines)[:-1], encoding="utf-8")  # no final line end
+    (tmp_path / "b.txt").write_text("".join(f"line {k} ä\r\n" + ("\n" if k % 5 == 0 else "") for k in range(300)),
+                                    encoding="utf-8")
+    for path in (tmp_path / "a.jsonl", tmp_path / "b.txt"):
+        batches = list(read_batches(corpus_shards([path])[0], batch_chars=batch_chars))
+        got = [doc for b in batches for doc in zip(b.lines, b.ids, b.texts)]
+        assert got == _reference_documents(path)
+        for batch in batches[:-1]:  # each batch ends with the document that brings it to batch_chars
+            assert batch.chars >= batch_chars > batch.chars - len(batch.texts[-1])
+        assert all(b.text_bytes == sum(len(t.encode("utf-8", "surrogatepass")) for t in b.texts) for b in batches)

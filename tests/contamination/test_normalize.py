@@ -5,7 +5,15 @@ import csv
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lmaudit.contamination.normalize import normalize, normalize_batch, normalize_mapped, word_spans, words
+from lmaudit.contamination.normalize import (
+    join_utf8,
+    normalize,
+    normalize_batch,
+    normalize_mapped,
+    spaced_words,
+    word_spans,
+    words,
+)
 
 
 def reference(text: str) -> str:
@@ -68,3 +76,36 @@ def test_real_text_in_other_scripts_folds_across_text_boundaries(data_dir):
     buffer, starts, _ = normalize_batch(lines)
     assert buffer.decode("utf-8").split("\x00") == [reference(line) for line in lines]
     assert len(starts) == len(lines)
+
+
+def _words_per_text(batch: list[str]) -> list[bytes]:
+    """`words` of each text in UTF-8, with b"\\x00" between two texts: what spaced_words(...).split() gives."""
+    expected: list[bytes] = []
+    for position, text in enumerate(batch):
+        expected += [b"\x00"] if position else []
+        expected += [word.encode("utf-8", "surrogatepass") for word in words(text)]
+    return expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(texts, specials.filter(lambda s: s != "\x00")), min_size=1, max_size=6))
+def test_batch_words_equal_words_per_text(batch):
+    assert spaced_words(join_utf8(batch)[0]).split() == _words_per_text(batch)
+
+
+def test_batch_words_on_real_text_in_other_scripts(data_dir):
+    news = data_dir / "ntrex128" / "NTREX-128"
+    lines = []
+    for language in ("ref.rus", "ref.zho-CN", "ref.hin", "ref.ell", "src.eng"):
+        lines += (news / f"newstest2019-{language}.txt").read_text(encoding="utf-8").splitlines()[:300]
+    lines += ["", "İstanbul ΣΑΣ straße", "a\ud800b", "ǅx\u3000ﬁ", "日本語テキスト、中文。"]
+    assert spaced_words(join_utf8(lines)[0]).split() == _words_per_text(lines)
+
+
+def test_code_point_table_is_str_isalnum():
+    from lmaudit.contamination.normalize import _kept_code_points
+
+    table = _kept_code_points()
+    expected = [chr(c).isalnum() for c in range(0x110000)]
+    expected[0] = expected[1] = True  # NUL (between texts) and the stretch mark pass through
+    assert table.tolist() == expected

@@ -16,7 +16,7 @@ def test_matches_lmeval(smollm2, tmp_path, data_dir, shots):
     result = evaluate(smollm2, [task], tmp_path / "run", limit=6, cache_path=tmp_path / "c.sqlite", progress=False)
     ours = results_by_question(RunDir(tmp_path / "run").records())
     assert sorted(ours) == [(s, i) for s in SUBJECTS for i in range(3)]  # limit 6 = first 3 of each subject
-    theirs = run_lmeval_mmlu(smollm2.model.name_or_path, SUBJECTS, num_fewshot=shots, limit=3)
+    theirs = run_lmeval_mmlu(smollm2.module.name_or_path, SUBJECTS, num_fewshot=shots, limit=3)
     for key, lls in ours.items():
         assert lls == pytest.approx([ll for ll, _ in theirs.loglikelihoods[key]], abs=1e-4)
     their_acc = sum(theirs.accuracy.values()) / len(theirs.accuracy)

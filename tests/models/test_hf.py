@@ -1,5 +1,7 @@
 """The hf backend on the real bundled model, checked against a plain full forward pass."""
 
+import copy
+
 import pytest
 import torch
 
@@ -125,3 +127,63 @@ def test_greedy_decoding_equals_transformers_generate(smollm2):
     ours = smollm2.generate([GenerateRequest(messages=(Message("user", "What is the capital of France?"),),
                                              max_tokens=16)])[0]
     assert ours.text == expected.strip() or ours.text == expected
+
+
+def _shared_prefix_requests():
+    """Two groups of questions behind long shared prefixes, suffixes of very different lengths, multi-token reads."""
+    requests = []
+    for topic in ("rivers", "planets"):
+        shots = f"Questions about {topic}.\n\n" + "".join(
+            f"Question {i}: is {topic} number {i} large?\nAnswer: yes\n\n" for i in range(8))
+        for length in (1, 4, 17, 40):
+            question = shots + f"Question: {' and'.join(['is it wide'] * length)}?\nAnswer:"
+            requests += [LoglikelihoodRequest(question, " yes"), LoglikelihoodRequest(question, " no, not really")]
+    return requests
+
+
+def test_packed_suffixes_match_full_forward_without_padding(smollm2):
+    """Suffixes packed end to end behind one prefix copy: same numbers as a plain forward, no padded tokens,
+    under a budget small enough to need several packed rows, and the model's attention setting restored."""
+    torch.set_num_threads(1)
+    requests = _shared_prefix_requests()
+    small = HFModel(smollm2.module, smollm2.tokenizer, fingerprint="x", name="x")
+    small._token_budget = 64
+    results = small.loglikelihood(requests)
+    assert smollm2.module.config._attn_implementation == "sdpa"
+    inputs = {tuple((c + k)[:-1]) for c, k in (small.encode_pair(r.context, r.continuation) for r in requests)}
+    assert small.stats["decoder_tokens"] < sum(len(i) for i in inputs)  # the prefixes ran once per group
+    assert small.stats["forward_calls"] > 2 + 2  # two prefixes and more than one packed row per group
+    for request, result in zip(requests, results):
+        context_ids, continuation_ids = small.encode_pair(request.context, request.continuation)
+        expected, greedy = naive_loglikelihood(smollm2, context_ids, continuation_ids)
+        assert result.logprob == pytest.approx(expected, abs=1e-4)
+        assert result.is_greedy == greedy and result.n_tokens == len(continuation_ids)
+
+
+def test_packed_and_padded_paths_agree(smollm2, monkeypatch):
+    """The padded-batch path (kept for attention the packed kernel does not cover) gives the same numbers."""
+    from lmaudit.models import hf
+
+    torch.set_num_threads(1)
+    requests = _shared_prefix_requests()
+    packed_model = HFModel(smollm2.module, smollm2.tokenizer, fingerprint="x", name="x")
+    packed = packed_model.loglikelihood(requests)
+    monkeypatch.setattr(hf, "supports_shared_prefix", lambda config: False)
+    padded_model = HFModel(smollm2.module, smollm2.tokenizer, fingerprint="x", name="x")
+    padded = padded_model.loglikelihood(requests)
+    assert [p.logprob for p in packed] == pytest.approx([p.logprob for p in padded], abs=1e-4)
+    assert [p.is_greedy for p in packed] == [p.is_greedy for p in padded]
+    assert packed_model.stats["decoder_tokens"] == padded_model.stats["decoder_tokens"]  # real tokens, both
+
+
+def test_packed_kernel_only_for_plain_causal_attention(smollm2):
+    from lmaudit.models.hf_prefix_attention import supports_shared_prefix
+
+    config = smollm2.module.config
+    assert supports_shared_prefix(config)
+    windowed = copy.deepcopy(config)
+    windowed.sliding_window = 4096
+    assert not supports_shared_prefix(windowed)
+    eager_free = copy.deepcopy(config)
+    eager_free._attn_implementation = "flash_attention_2"
+    assert not supports_shared_prefix(eager_free)

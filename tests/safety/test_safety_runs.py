@@ -93,8 +93,10 @@ def test_redteam_records_results_and_resume(model, tmp_path, data_dir):  # noqa:
     assert (run_dir / "asr_at_k.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     human = results["human_agreement"]
     assert human["n"] == 4 and human["positives"] == 2
-    assert human["judges"]["rules"] == {"n": 4, "accuracy": 0.5, "precision": 0.5, "recall": 0.5, "kappa": 0.0}
-    assert human["judges"]["safe_unsafe"]["n"] == 4
+    assert human["judges"]["rules"] == {"n": 4, "accuracy": 0.5, "precision": 0.5, "recall": 0.5, "kappa": 0.0,
+                                       "excluded": 0}
+    unreadable = human["parse_failures"]["safe_unsafe"]  # a 135M judge: some answers cannot be read
+    assert human["judges"]["safe_unsafe"]["n"] == 4 - unreadable == 4 - human["judges"]["safe_unsafe"]["excluded"]
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["models"]["target"]["fingerprint"] == model.fingerprint()
     assert manifest["identity"]["attempts"] == 2 and manifest["dataset_hashes"]

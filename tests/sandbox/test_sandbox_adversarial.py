@@ -24,7 +24,7 @@ from lmaudit.sandbox import Limits, Sandbox, SandboxError
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "sk-canary-" + uuid.uuid4().hex
 SANDBOX_UID_MIN = 1_000_000  # root-run sandboxes use random uids from here up (isolation._UID_RANGE)
-LIMITS = Limits(wall_seconds=3, cpu_seconds=1, memory_bytes=512 << 20, max_output_bytes=256 << 10,
+LIMITS = Limits(wall_seconds=3, cpu_seconds=1, memory_bytes=256 << 20, max_output_bytes=256 << 10,
                 max_file_bytes=4 << 20, tmp_bytes=8 << 20)
 
 
@@ -144,12 +144,15 @@ def hostile_programs(host: dict) -> dict[str, tuple[str, str, set[str]]]:
     return {
         "fork_bomb": ("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
                       "timeout", {"WallTimeLimit"}),
-        "rm_rf_home": (f"import subprocess\nsubprocess.run(['rm', '-rf', {str(home)!r}], check=True)\n",
-                       "error", {"CalledProcessError"}),
-        "rm_rf_project": (f"import shutil\nshutil.rmtree({str(project)!r})\n", "error", {"OSError", "PermissionError"}),
+        # The sandbox's root holds only what the interpreter needs: /var/tmp and the homes are not there.
+        "rm_rf_home": (f"import os, subprocess\nsubprocess.run(['rm', '-rf', {str(home)!r}], check=True)\n"
+                       f"assert os.path.exists({str(home)!r}), 'nothing there to delete'\n",
+                       "failed", {"AssertionError"}),
+        "rm_rf_project": (f"import shutil\nshutil.rmtree({str(project)!r})\n", "error", {"FileNotFoundError"}),
         "write_outside_tmp": (f"open({str(project / 'src' / 'app.py')!r}, 'w').write('pwned')\n",
-                              "error", {"OSError", "PermissionError"}),
-        "write_var_tmp": ("open('/var/tmp/pwned', 'w').write('x')\n", "error", {"OSError", "PermissionError"}),
+                              "error", {"FileNotFoundError"}),
+        "write_var_tmp": ("open('/var/tmp/pwned', 'w').write('x')\n", "error", {"FileNotFoundError"}),
+        "write_usr": ("open('/usr/lib/pwned', 'w').write('x')\n", "error", {"OSError", "PermissionError"}),
         "read_ssh_key": (f"print(open({str(home / '.ssh' / 'id_ed25519')!r}).read())\n",
                          "error", {"FileNotFoundError", "PermissionError"}),
         "read_env_key": ("import os, sys\nsys.stderr.write(repr(dict(os.environ)))\n"
@@ -183,9 +186,15 @@ def hostile_programs(host: dict) -> dict[str, tuple[str, str, set[str]]]:
                            "error", {"PermissionError"}),
         "tamper_lmaudit": (f"open({str(driver)!r}, 'a').write('# pwned')\n", "error", {"OSError", "PermissionError"}),
         "tamper_run_records": (f"open({str(project / 'runs' / 'samples.jsonl')!r}, 'a').write('forged')\n",
-                               "error", {"OSError", "PermissionError"}),
-        "fill_disk": ("data = b'x' * (1 << 20)\nfor i in range(10000):\n    open(f'/tmp/fill{i}', 'wb').write(data)\n",
+                               "error", {"FileNotFoundError"}),
+        # No capability survives into the program (bwrap granted the driver some to set the sandbox up).
+        "capabilities": ("caps = dict(line.split(':\\t') for line in open('/proc/self/status').read().splitlines()"
+                         " if line.startswith('Cap'))\nassert all(int(caps[k], 16) == 0 for k in "
+                         "('CapInh', 'CapPrm', 'CapEff', 'CapAmb')), caps\n", "passed", {None}),
+        # The working directory is the only writable place, and it is capped (tmp_bytes = 8 MiB here).
+        "fill_disk": ("data = b'x' * (1 << 20)\nfor i in range(10000):\n    open(f'fill{i}', 'wb').write(data)\n",
                       "error", {"OSError"}),
+        "write_tmp": ("open('/tmp/pwned', 'w').write('x')\n", "error", {"OSError"}),
     }
 
 
@@ -209,7 +218,10 @@ def test_hostile_programs_are_contained(host):
     assert not problems, "\n".join(problems)
     # No network at all: the outside address fails at once instead of waiting for the 30 s timeout.
     assert results["connect_outside"].seconds < 5 and "unreachable" in results["connect_outside"].stderr
-    assert "Read-only file system" in results["rm_rf_project"].stderr
+    assert "nothing there to delete" in results["rm_rf_home"].stderr
+    assert "No space left on device" in results["fill_disk"].stderr
+    assert "Read-only file system" in results["write_tmp"].stderr
+    assert "Read-only file system" in results["write_usr"].stderr
     assert "still here" in results["kill_everything"].stderr
     for result in results.values():
         assert SECRET not in result.stderr
@@ -268,18 +280,30 @@ def test_run_records_carry_the_reason(host):
 _AS_NOBODY = """
 import json, sys
 sys.path[:0] = [SRC, SITE]
-from lmaudit.sandbox import Limits, Sandbox, SandboxError
-sandbox = Sandbox(Limits(wall_seconds=5, max_processes=16), isolation="bwrap", workers=1)
+from lmaudit.sandbox import Limits, Program, Sandbox, SandboxError
+sandbox = Sandbox(Limits(wall_seconds=5, max_processes=16, max_files=300), isolation="bwrap", workers=1)
+# Same uid as the monitor here: the program writes a pass everywhere it can reach, then leaves.
+forge = ("import os\\ndef f(x):\\n    for fd in range(3, 64):\\n        try:\\n"
+         "            os.write(fd, b'passed -')\\n        except OSError:\\n            pass\\n"
+         "    for pid in os.listdir('/proc'):\\n        try:\\n            for fd in os.listdir(f'/proc/{pid}/fd'):\\n"
+         "                open(f'/proc/{pid}/fd/{fd}', 'wb').write(b'passed -')\\n        except OSError:\\n"
+         "            pass\\n    os._exit(0)\\n")
 programs = {
+    "forge": Program(forge, "assert f(1) == 2\\n"),
+    "files": "n = 0\\nwhile True:\\n    open(f'f{n}', 'w').close()\\n    n += 1\\n",
     "forks": "import os, time\\nn = 0\\ntry:\\n    while True:\\n        if os.fork() == 0:\\n"
              "            time.sleep(30)\\n            os._exit(0)\\n        n += 1\\nexcept OSError:\\n"
              "    raise SystemExit(n)\\n",
     "net": "import socket\\nsocket.create_connection(('203.0.113.1', 80), timeout=30)\\n",
-    "write": "open('/var/tmp/lmaudit-pwned', 'w')\\n",
+    "write": "open('/usr/lmaudit-pwned', 'w')\\n",
+    "tmp": "open('/tmp/lmaudit-pwned', 'w')\\n",
     "ok": "import os\\nassert os.getcwd() == '/tmp/work'\\nopen('f', 'w').write('x')\\n",
+    "caps": "caps = dict(l.split(':\\\\t') for l in open('/proc/self/status').read().splitlines() if l.startswith('Cap'))\\n"
+            "assert all(int(caps[k], 16) == 0 for k in ('CapInh', 'CapPrm', 'CapEff', 'CapAmb')), caps\\n",
 }
 report = {name: sandbox.run(program).to_dict() for name, program in programs.items()}
 report["level"] = sandbox.isolation.level
+report["enforced"] = sandbox.enforced()
 print(json.dumps(report))
 """
 
@@ -304,4 +328,12 @@ def test_unprivileged_user_gets_the_same_isolation():
     assert int(forks["stderr"].strip().splitlines()[-1].split()[-1]) < 16
     assert report["net"]["error_type"] == "OSError" and "unreachable" in report["net"]["stderr"]
     assert report["write"]["error_type"] == "OSError" and "Read-only" in report["write"]["stderr"]
+    assert report["tmp"]["error_type"] == "OSError" and "Read-only" in report["tmp"]["stderr"]
     assert report["ok"]["status"] == "passed", report["ok"]
+    assert report["caps"]["status"] == "passed", report["caps"]  # CAP_SYS_ADMIN, granted for the mount, is gone
+    assert report["forge"]["status"] == "error", report["forge"]  # the monitor is non-dumpable: out of reach
+    assert report["files"]["error_type"] == "OSError" and "No space left" in report["files"]["stderr"]
+    enforced = report["enforced"]
+    assert enforced["files"]["mechanism"] == "tmpfs nr_inodes" and enforced["syscall_filter"]["denied"]
+    assert "non-dumpable" in enforced["status_channel"]["mechanism"]
+    assert enforced["total_memory"]["mechanism"] == "none" and enforced["total_memory"]["worst_case_bytes"]

@@ -140,15 +140,21 @@ def test_a_missing_interpreter_is_a_clear_error():
         Sandbox(FAST, interpreter="/nonexistent/python3")
 
 
-def test_masked_homes_are_never_bound_back_whole(monkeypatch, tmp_path):
-    from lmaudit.sandbox.isolation import Interpreter, _bwrap_prefix
+def test_only_the_interpreters_folders_are_bound_never_a_home(monkeypatch, tmp_path):
+    from lmaudit.sandbox.isolation import Interpreter, _bwrap_prefix, isolation_for
 
     home = tmp_path / "home" / "user"
     (home / "venv" / "lib").mkdir(parents=True)
     monkeypatch.setenv("HOME", str(home))
-    interpreter = Interpreter("/usr/bin/python3", (str(home), str(home.parent), str(home / "venv" / "lib")), ())
-    args = _bwrap_prefix("bwrap", interpreter, 1 << 20)
+    interpreter = Interpreter("/usr/bin/python3", ("/", str(home), str(home.parent), str(home / "venv" / "lib"),
+                                                   "/usr/lib/python3"), ())
+    args = _bwrap_prefix("bwrap", interpreter, isolation_for("bwrap"), 1 << 20)
     binds = [args[i + 1] for i, a in enumerate(args) if a == "--ro-bind"]
-    assert binds == ["/", str(home / "venv" / "lib")]  # the venv comes back, the home with its keys does not
+    # The system folders, /dev/null over /proc/keys, and the venv; not "/", the home or anything above it.
+    assert str(home / "venv" / "lib") in binds and "/usr" in binds
+    assert not {"/", str(home), str(home.parent), "/var", "/run", "/tmp", "/home", "/root"} & set(binds)
+    assert binds.count("/usr/lib/python3") == 0  # inside /usr, bound already
     pairs = list(zip(args, args[1:]))
-    assert ("--tmpfs", str(home)) in pairs and ("--remount-ro", str(home)) in pairs
+    assert ("--dir", str(home)) in pairs and ("--remount-ro", "/") in pairs and ("--remount-ro", "/tmp") in pairs
+    where = args.index(str(home))
+    assert args[where - 3:where] == ["--perms", "0755", "--dir"]  # made here, empty and traversable

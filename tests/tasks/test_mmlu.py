@@ -58,3 +58,50 @@ def test_fewshot_out_of_range_and_unknown_subject(data_dir):
         mmlu(num_fewshot=6)
     with pytest.raises(DataError, match="unknown MMLU subject"):
         mmlu(subjects=["astrology"])
+
+
+def test_config_is_complete_before_samples_run(data_dir):
+    # A resumed run compares config() before loading anything: it must not depend on samples() having run.
+    task = mmlu(num_fewshot=5)
+    before = task.config()
+    assert len(before["data_files"]) == 2 * 57 and before["source"] == "local"
+    task.samples()
+    assert task.config() == before
+    zero_shot = get_task("mmlu_anatomy").config()
+    assert list(zero_shot["data_files"]) == [str(data_dir / "mmlu" / "test" / "anatomy_test.csv")]
+
+
+def test_shipped_sample_is_the_real_dev_split_and_first_test_questions(data_dir):
+    from lmaudit.tasks.mmlu import SHIPPED, SHIPPED_TEST_PER_SUBJECT, _parse_csv
+
+    assert "MIT License" in (SHIPPED / "LICENSE").read_text() and "Dan Hendrycks" in (SHIPPED / "LICENSE").read_text()
+    for subject in SUBJECTS:
+        for split in ("dev", "test"):
+            real = _parse_csv(data_dir / "mmlu" / split / f"{subject}_{split}.csv")
+            shipped = _parse_csv(SHIPPED / split / f"{subject}_{split}.csv")
+            assert shipped == (real if split == "dev" else real[:SHIPPED_TEST_PER_SUBJECT]), (subject, split)
+    assert len(list((SHIPPED / "test").glob("*_test.csv"))) == 57
+
+
+def test_no_data_folder_falls_back_to_the_shipped_sample(monkeypatch, tmp_path):
+    from lmaudit.tasks.mmlu import SHIPPED, ShippedSampleWarning
+
+    monkeypatch.delenv("LMAUDIT_DATA_DIR", raising=False)
+    with pytest.warns(ShippedSampleWarning, match=r"no data folder is set .*first 10 test questions of each subject"):
+        task = mmlu(num_fewshot=5)
+    config = task.config()
+    assert config["source"] == "shipped" and len(config["data_files"]) == 114
+    assert all(SHIPPED.as_posix() in path for path in config["data_files"])
+    samples = task.samples()
+    assert len(samples) == 570 and {s.metadata["subject"] for s in samples} == set(SUBJECTS)
+    assert task.requests(samples[0])[0].context.count("\nAnswer:") == 6
+    assert mmlu(data_source="shipped").config()["source"] == "shipped"
+    # a data folder the user set (--data-dir or $LMAUDIT_DATA_DIR), or data_source=local, must hold MMLU
+    with pytest.raises(DataError, match=f"looked in: {tmp_path / 'mmlu'}"):
+        mmlu(data_dir=str(tmp_path))
+    monkeypatch.setenv("LMAUDIT_DATA_DIR", str(tmp_path))
+    with pytest.raises(DataError, match=f"looked in: {tmp_path / 'mmlu'}"):
+        mmlu()
+    monkeypatch.delenv("LMAUDIT_DATA_DIR")
+    with pytest.raises(DataError, match=r"MMLU data not found; looked in: nowhere"):
+        mmlu(data_source="local")

@@ -219,10 +219,16 @@ def _mount_capabilities() -> None:
                   help="Find benchmark items in training data (substring, ngram) or score membership (mink).")
     from lmaudit.cli import llmuse  # `lmaudit llmuse build-reference|estimate|validate|excess`
     app.add_typer(llmuse.app, name="llmuse")
+    from lmaudit.cli import influence  # `lmaudit influence fit|scores`
+    app.add_typer(influence.app, name="influence")
     from lmaudit.cli import report  # `lmaudit report`, `lmaudit map`
 
     app.command("report")(report.report)
     app.command("map")(report.map_command)
+    from lmaudit.cli import tokens  # `lmaudit tokens premium|cost|vs-accuracy|loss`
+    app.add_typer(tokens.app, name="tokens")
+    from lmaudit.cli import leakage  # `lmaudit leakage run`
+    app.add_typer(leakage.app, name="leakage")
 
 
 _mount_capabilities()

@@ -77,10 +77,11 @@ def _agreement_table(title: str, rows: dict[str, dict[str, Any]]):
     from rich.table import Table
 
     table = Table(title=title)
-    for column in ("pair", "n", "accuracy", "precision", "recall", "Cohen's kappa"):
+    for column in ("pair", "n", "accuracy", "precision", "recall", "Cohen's kappa", "left out"):
         table.add_column(column, justify="left" if column == "pair" else "right")
     for pair, stats in rows.items():
-        table.add_row(pair, str(stats["n"]), *(f"{stats[k]:.3f}" for k in ("accuracy", "precision", "recall", "kappa")))
+        cells = ("-" if stats[k] is None else f"{stats[k]:.3f}" for k in ("accuracy", "precision", "recall", "kappa"))
+        table.add_row(pair, str(stats["n"]), *cells, str(stats.get("excluded", 0)))
     return table
 
 
@@ -189,8 +190,10 @@ def redteam(
             console.print(_agreement_table(f"judge agreement on every {name} attempt (first judge = reference)",
                                            block["judge_agreement"]))
     if "human_agreement" in results:
-        console.print(_agreement_table(f"judges vs human labels ({results['human_agreement']['file']})",
-                                       results["human_agreement"]["judges"]))
+        human = results["human_agreement"]
+        console.print(_agreement_table(f"judges vs human labels ({human['file']}; left out: a missing response "
+                                       f"or an unreadable judge answer, {human['parse_failures']} unreadable)",
+                                       human["judges"]))
     _print_notes(results["notes"])
     errors.print(f"run directory: {result.run_dir}  plot: {result.plot}  (model requests sent: "
                  f"{result.requests_sent}, cache hits: {result.cache_hits}, attempts run: {result.attempts_run}, "
@@ -262,8 +265,10 @@ def overrefusal(
     if results["judge_agreement"]:
         console.print(_agreement_table("judge agreement (first judge = reference)", results["judge_agreement"]))
     if "human_agreement" in results:
-        console.print(_agreement_table(f"judges vs human labels ({results['human_agreement']['file']})",
-                                       results["human_agreement"]["judges"]))
+        human = results["human_agreement"]
+        console.print(_agreement_table(f"judges vs human labels ({human['file']}; left out: a missing response "
+                                       f"or an unreadable judge answer, {human['parse_failures']} unreadable)",
+                                       human["judges"]))
     _print_notes(results["notes"])
     errors.print(f"run directory: {result.run_dir}  (model requests sent: {result.requests_sent}, cache hits: "
                  f"{result.cache_hits}, prompts run: {result.prompts_run}, resumed: {result.prompts_resumed})",

@@ -1,43 +1,57 @@
-"""`lmaudit sandbox`: see which isolation this machine gives untrusted code, and run a file in it."""
+"""`lmaudit sandbox`: see which isolation and limits this machine gives untrusted code, and run a file in it."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="The sandbox that code evals (humaneval, mbpp) run model-written programs in.")
+from lmaudit.cli.options import cli_command, new_app
 
-Isolation = Annotated[str, typer.Option(help="auto (strongest available), bwrap, unshare or none")]
-AllowUnsandboxed = Annotated[bool, typer.Option(help="permit running with no isolation at all")]
+app = new_app("The sandbox that code evals (humaneval, mbpp) run model-written programs in.")
+
+IsolationOpt = Annotated[str, typer.Option("--isolation", help="auto (strongest available), bwrap, unshare or none")]
+AllowUnsandboxedOpt = Annotated[bool, typer.Option("--allow-unsandboxed", help="permit running with no isolation")]
 
 
 def _sandbox(isolation: str, allow_unsandboxed: bool, timeout: float = 10.0):
-    from lmaudit.core.errors import LmauditError
     from lmaudit.sandbox import Limits, Sandbox
 
+    return Sandbox(Limits(wall_seconds=timeout), isolation=isolation, workers=1, allow_unsandboxed=allow_unsandboxed)
+
+
+def _read(path: Path, what: str) -> str:
+    from lmaudit.core.errors import ConfigError
+
     try:
-        return Sandbox(Limits(wall_seconds=timeout), isolation=isolation, workers=1,
-                       allow_unsandboxed=allow_unsandboxed)
-    except LmauditError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the {what} {path}: {exc}") from None
 
 
 @app.command("info")
-def info(isolation: Isolation = "auto", allow_unsandboxed: AllowUnsandboxed = False) -> None:
-    """Print the isolation in force and the limits, as JSON (what a run manifest records)."""
-    typer.echo(json.dumps(_sandbox(isolation, allow_unsandboxed).describe(), indent=2))
+@cli_command
+def info(isolation: IsolationOpt = "auto", allow_unsandboxed: AllowUnsandboxedOpt = False) -> None:
+    """Print, as JSON, the isolation in force, each limit with the mechanism that enforces it here (or "none"
+    and the fallback), the configured limits (what a run manifest records) and where the cgroups go."""
+    sandbox = _sandbox(isolation, allow_unsandboxed)
+    typer.echo(json.dumps({**sandbox.describe(), "cgroups": sandbox.cgroups.describe()}, indent=2))
 
 
 @app.command("run")
+@cli_command
 def run(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Python file to run")],
-        timeout: Annotated[float, typer.Option(help="wall-clock seconds")] = 10.0,
-        isolation: Isolation = "auto", allow_unsandboxed: AllowUnsandboxed = False) -> None:
+        tests: Annotated[Optional[Path], typer.Option("--tests", exists=True, dir_okay=False,
+                                                      help="trusted test file, run apart from FILE (in the "
+                                                           "sandbox's monitor process), using FILE's names")] = None,
+        timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="wall-clock seconds")] = 10.0,
+        isolation: IsolationOpt = "auto", allow_unsandboxed: AllowUnsandboxedOpt = False) -> None:
     """Run a Python file in the sandbox and print its outcome as JSON; exit code 0 only if it passed."""
-    result = _sandbox(isolation, allow_unsandboxed, timeout).run(file.read_text(encoding="utf-8"))
+    from lmaudit.sandbox import Program
+
+    program = Program(_read(file, "program"), _read(tests, "tests") if tests is not None else None)
+    result = _sandbox(isolation, allow_unsandboxed, timeout).run(program)
     typer.echo(json.dumps(result.to_dict(), indent=2))
     raise typer.Exit(0 if result.passed else 1)

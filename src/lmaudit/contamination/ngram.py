@@ -6,8 +6,9 @@ its words, when it has at least `min_words` of them (shorter ones are not checke
 everywhere). The score is the fraction of an item's parts found in the corpus; an item is contaminated when
 the score reaches `threshold` (default: any part found).
 
-The scan turns a batch's words into ids and hashes every window of ids with numpy (one pass per n-gram
-length); only windows whose hash is an n-gram's are compared word for word.
+The scan cuts a whole batch into words in a few C passes (normalize.spaced_words), turns them into ids with one
+dictionary lookup each, and hashes every window of ids with numpy (one pass per n-gram length); only windows
+whose hash is an n-gram's are compared id for id.
 """
 
 from __future__ import annotations
@@ -21,9 +22,15 @@ from itertools import repeat
 import numpy as np
 
 from lmaudit.contamination.corpus import Batch
-from lmaudit.contamination.fingerprints import FingerprintTable, WindowHashes, row_hashes
+from lmaudit.contamination.fingerprints import FilteredTable, WindowHashes, row_hashes
 from lmaudit.contamination.items import EvalItem
-from lmaudit.contamination.normalize import word_spans, words
+from lmaudit.contamination.normalize import (
+    SEPARATOR,
+    join_utf8,
+    spaced_words,
+    word_spans,
+    words,
+)
 from lmaudit.contamination.results import Hit
 from lmaudit.core.errors import ConfigError
 
@@ -47,7 +54,7 @@ class _GramTable:
 
     def __init__(self, rows: list[tuple[int, ...]], owners: list[list[tuple[int, int]]]):
         self.rows = np.asarray(rows, dtype=np.int32)
-        self.table = FingerprintTable(row_hashes(self.rows), np.arange(len(rows)))
+        self.table = FilteredTable(row_hashes(self.rows), np.arange(len(rows)))
         counts = [len(o) for o in owners]
         self.owner_start = np.concatenate(([0], np.cumsum(counts))).tolist()
         self.owner_item = [item for o in owners for item, _ in o]
@@ -92,12 +99,13 @@ class NgramIndex:
         by_size: dict[int, list[Gram]] = {}
         for gram in owners:
             by_size.setdefault(len(gram), []).append(gram)
+        self._byte_vocab: dict[bytes, int] | None = None
         self.tables = {size: _GramTable([tuple(self.vocab[w] for w in g) for g in grams], [owners[g] for g in grams])
                        for size, grams in sorted(by_size.items())}
 
     def __getstate__(self) -> dict:
         # Workers scan with the tables and the vocabulary; the n-grams as tuples of words are slow to unpickle.
-        return {k: v for k, v in self.__dict__.items() if k != "parts"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("parts", "_byte_vocab")} | {"_byte_vocab": None}
 
     def note(self, item_index: int) -> str:
         if self.part_sizes[item_index]:
@@ -111,21 +119,29 @@ class NgramIndex:
         score = len(found) / total
         return bool(found) and score >= self.params.threshold, score
 
+    def _word_ids(self) -> dict[bytes, int]:
+        """The vocabulary keyed by UTF-8, as spaced_words gives words, and the separator between texts as -1."""
+        if self._byte_vocab is None:
+            self._byte_vocab = {word.encode("utf-8"): i for word, i in self.vocab.items()}
+            self._byte_vocab[SEPARATOR] = -1
+        return self._byte_vocab
+
     def scan(self, batch: Batch) -> list[Hit]:
-        ids: list[int] = []
-        starts: list[int] = []
-        lookup = self.vocab.get
-        for text in batch.texts:
-            starts.append(len(ids))
-            tokens = words(text)
-            ids.extend(map(lookup, tokens, repeat(0, len(tokens))))
-            ids.append(0)  # no n-gram holds id 0, so none spans two documents
-        hashes = WindowHashes(np.asarray(ids, dtype=np.int64))
+        raw, nuls, _ = batch.utf8()
+        if nuls:  # the batch's UTF-8 drops NULs inside texts, but between two letters one separates two words
+            raw = join_utf8([text.replace("\x00", " ") for text in batch.texts])[0]
+        tokens = spaced_words(raw).split()
+        ids = np.fromiter(map(self._word_ids().get, tokens, repeat(0, len(tokens))), dtype=np.int64,
+                          count=len(tokens))
+        separators = np.flatnonzero(ids < 0)
+        ids[separators] = 0  # no n-gram holds id 0, so none spans two documents
+        starts = [0, *(separators + 1).tolist()]
+        hashes = WindowHashes(ids)
         hits = []
         for size, gram_table in self.tables.items():
             positions, rows = gram_table.table.find(hashes.windows(size))
             for position, row in zip(positions.tolist(), rows.tolist()):
-                if ids[position:position + size] != gram_table.rows[row].tolist():
+                if not np.array_equal(ids[position:position + size], gram_table.rows[row]):
                     continue  # a fingerprint collision
                 doc = bisect.bisect_right(starts, position) - 1
                 for k in range(gram_table.owner_start[row], gram_table.owner_start[row + 1]):

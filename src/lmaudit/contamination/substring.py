@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from lmaudit.contamination.corpus import Batch
-from lmaudit.contamination.fingerprints import FingerprintTable, WindowHashes
+from lmaudit.contamination.fingerprints import FilteredTable, WindowHashes
 from lmaudit.contamination.items import EvalItem
-from lmaudit.contamination.normalize import normalize, normalize_batch, normalize_mapped
+from lmaudit.contamination.normalize import normalize, normalize_joined, normalize_mapped
 from lmaudit.contamination.results import Hit
 from lmaudit.core.errors import ConfigError
 
@@ -72,7 +72,7 @@ class _Pass:
             offsets.append(starts[inside] % length)
         self.owner = np.concatenate(owners)
         self.offset = np.concatenate(offsets)
-        self.table = FingerprintTable(np.concatenate(fps), np.arange(len(self.owner)))
+        self.table = FilteredTable(np.concatenate(fps), np.arange(len(self.owner)))
 
     def candidates(self, padded: bytes, length: int) -> list[tuple[int, int]]:
         """(pattern id, start) for every window whose fingerprint is an anchor's; still to be verified.
@@ -186,7 +186,7 @@ class SubstringIndex:
 
     def scan(self, batch: Batch) -> list[Hit]:
         """Every occurrence of every pattern in the batch's documents."""
-        buffer, starts, _ = normalize_batch(batch.texts)
+        buffer, starts = normalize_joined(batch.utf8()[0])
         padded = buffer + _TAIL
         occurrences: set[tuple[int, int]] = set()
         for scan_pass in self.passes:

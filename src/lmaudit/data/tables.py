@@ -106,16 +106,19 @@ def read_rows(path: str | Path, *, header: bool = True, columns: list[str] | Non
                         f"optionally .gz)")
 
 
+def data_roots(data_dir: str | Path | None = None) -> list[Path]:
+    """The folders datasets are looked for in, in order: the explicit data_dir, then $LMAUDIT_DATA_DIR."""
+    roots = [Path(data_dir)] if data_dir else []
+    if os.environ.get(DATA_ENV):
+        roots.append(Path(os.environ[DATA_ENV]))
+    return roots
+
+
 def find_dataset(name: str, relative: str, *, data_dir: str | Path | None = None, how_to_get: str = "") -> Path:
     """Locate `<data dir>/<relative>`: the explicit data_dir, else $LMAUDIT_DATA_DIR. Says where it looked."""
-    candidates = []
-    if data_dir:
-        candidates.append(Path(data_dir))
-    if os.environ.get(DATA_ENV):
-        candidates.append(Path(os.environ[DATA_ENV]))
-    for root in candidates:
+    for root in data_roots(data_dir):
         if (root / relative).exists():
             return root / relative
-    looked = ", ".join(str(root / relative) for root in candidates) or f"nowhere (${DATA_ENV} is not set)"
-    raise DataError(f"{name} data not found; looked in: {looked}. Point ${DATA_ENV} (or --data-dir) at a folder "
-                    f"that contains '{relative}'." + (f" {how_to_get}" if how_to_get else ""))
+    looked = ", ".join(str(root / relative) for root in data_roots(data_dir)) or f"nowhere (${DATA_ENV} is not set)"
+    raise DataError(f"{name} data not found; looked in: {looked}. Point ${DATA_ENV} (or "
+                    f"--data-dir) at a folder that contains '{relative}'." + (f" {how_to_get}" if how_to_get else ""))

@@ -2,7 +2,7 @@
 
 from lmaudit.models.base import Model, backends, load_model, register_backend
 
-register_backend("openai", "lmaudit.models.openai_api", "load_openai",
+register_backend("openai", "lmaudit.models.openai", "load_openai",
                  "openai:<model>@<base_url>[,<base_url>...] any OpenAI-compatible server")
 
 __all__ = ["Model", "backends", "load_model", "register_backend"]

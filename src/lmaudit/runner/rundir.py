@@ -91,7 +91,9 @@ class RunDir:
             with open(self.samples_path, "r+b") as handle:
                 handle.truncate(len(complete))
         records = []
-        for number, line in enumerate(complete.decode("utf-8").splitlines(), start=1):
+        # split on "\n" only: records keep non-ASCII as is, and str.splitlines() would also cut at U+0085 and
+        # U+2028, which real texts hold (an MMLU management question has U+0085)
+        for number, line in enumerate(complete.decode("utf-8").split("\n"), start=1):
             if not line.strip():
                 continue
             try:

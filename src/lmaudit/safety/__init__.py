@@ -27,7 +27,7 @@ from lmaudit.safety.judges import (
     parse_yes_no,
     rules_jailbroken,
 )
-from lmaudit.safety.metrics import Agreement, agreement, asr_at_k, cohen_kappa
+from lmaudit.safety.metrics import Agreement, agreement, asr_at_k, attack_summary, behaviour_records, cohen_kappa
 from lmaudit.safety.overrefusal import OverRefusalConfig, OverRefusalResult, run_overrefusal
 from lmaudit.safety.redteam import RedTeamConfig, RedTeamResult, run_redteam
 from lmaudit.safety.templates import PromptTemplate, Rubric
@@ -36,6 +36,7 @@ __all__ = [
     "ATTACKS", "Agreement", "Attack", "DATASETS", "JUDGE_NAMES", "Judge", "OverRefusalConfig", "OverRefusalResult",
     "PromptSet", "PromptTemplate", "REFUSAL_PHRASES", "RedTeamConfig", "RedTeamResult", "Rubric",
     "SHORT_REFUSAL_PHRASES", "SmallJudgeWarning", "TargetSettings", "Verdict", "agreement", "asr_at_k",
+    "attack_summary", "behaviour_records",
     "clean_reformulation", "cohen_kappa", "load_prompts", "make_attack", "make_judge", "make_judges",
     "parse_choice", "parse_rating", "parse_safe_unsafe", "parse_yes_no", "rules_jailbroken", "run_overrefusal",
     "run_redteam",

@@ -10,18 +10,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 from lmaudit.core.errors import ConfigError, RowError
 from lmaudit.core.hashing import text_digest
-from lmaudit.core.types import Generation, GenerateRequest, Message, Sample, SampleRecord, request_key, to_dict
+from lmaudit.core.types import (
+    Generation,
+    GenerateRequest,
+    LoglikelihoodRequest,
+    Message,
+    Request,
+    Response,
+    Sample,
+    SampleRecord,
+    request_key,
+    to_dict,
+)
 from lmaudit.data.tables import read_rows, require_field
+from lmaudit.models.base import Model, WhiteBoxModel, require_white_box
 from lmaudit.runner.session import ModelRole, RunSession, jsonable
 from lmaudit.safety.attacks import clean_reformulation
 from lmaudit.safety.judges import Judge, Outcome, RubricJudge, Verdict, require_judge_model, warn_if_small
 from lmaudit.safety.metrics import agreement, score_key
 
 LABELS_TASK = "judge_labels"
+JudgeScoring = Literal["logprobs", "text"]
 _TRUE = {"1", "true", "yes", "unsafe", "jailbroken", "refused", "refusal"}
 _FALSE = {"0", "false", "no", "safe", "complied", "compliance"}
 
@@ -58,17 +71,26 @@ class AttemptPlan:
 @dataclass
 class _Judged:
     verdicts: dict[str, Verdict]
-    requests: list[GenerateRequest]
-    responses: list[Generation]
+    requests: list[Request]
+    responses: list[Response]
     roles: list[str]
+
+
+def judge_scoring(judge_model: Model | None) -> JudgeScoring:
+    """How LLM judges answer: by the log-probabilities of their options where the judge model has them (a
+    white-box model), else in free text that the parsers read."""
+    return "logprobs" if isinstance(judge_model, WhiteBoxModel) else "text"
 
 
 class Pipeline:
     """Attacker, target and judges of one run; each stage is one `session.call` under its role."""
 
-    def __init__(self, session: RunSession, judges: Sequence[Judge], outcome: Outcome, settings: TargetSettings):
+    def __init__(self, session: RunSession, judges: Sequence[Judge], outcome: Outcome, settings: TargetSettings,
+                 *, scoring: JudgeScoring | None = None):
         require_judge_model(judges, "judge" in session.roles)
         self.session, self.judges, self.outcome, self.settings = session, list(judges), outcome, settings
+        judge = session.roles.get("judge")
+        self.scoring = scoring or judge_scoring(judge.model if judge else None)
 
     def _generate(self, role: str, requests: Sequence[GenerateRequest]) -> list[Generation]:
         return self.session.call(role, requests, label=f"{role} requests")  # type: ignore[return-value]
@@ -81,23 +103,48 @@ class Pipeline:
                 prompt = judge.request(request, response)
                 if prompt is not None:
                     calls.append((index, judge, prompt))
-        outputs = self._generate("judge", [c[2] for c in calls]) if calls else []
-        by_pair = {(index, judge.name): (prompt, out) for (index, judge, prompt), out in zip(calls, outputs)}
+        answers = self._answers(calls)
         judged = []
         for index, (request, response) in enumerate(pairs):
             item = _Judged({}, [], [], [])
             for judge in self.judges:
-                prompt, output = by_pair.get((index, judge.name), (None, None))
-                item.verdicts[judge.name] = judge.verdict(request, response, output.text if output else None)
-                if prompt is not None and output is not None:
-                    item.requests.append(prompt)
-                    item.responses.append(output)
-                    item.roles.append(f"judge:{judge.name}")
+                asked, replies, output = answers.get((index, judge.name), ([], [], None))
+                item.verdicts[judge.name] = judge.verdict(request, response, output)
+                item.requests += asked
+                item.responses += replies
+                item.roles += [f"judge:{judge.name}"] * len(asked)
             judged.append(item)
         return judged
 
+    def _answers(self, calls: list[tuple[int, Judge, GenerateRequest]]) -> dict[tuple[int, str], tuple]:
+        """(requests sent, responses, the answer as text) per (pair, judge).
+
+        In "logprobs" scoring each option is a log-likelihood request after the judge's chat prompt, and the
+        answer is the most likely option, so it is always readable; in "text" scoring the judge generates.
+        """
+        if not calls:
+            return {}
+        if self.scoring == "text":
+            outputs = self._generate("judge", [prompt for _, _, prompt in calls])
+            return {(index, judge.name): ([prompt], [out], out.text)
+                    for (index, judge, prompt), out in zip(calls, outputs)}
+        model = require_white_box(self.session.roles["judge"].model, "judging by log-probabilities")
+        asked = [[LoglikelihoodRequest(model.chat_prompt(prompt.messages or ()), option) for option in judge.options()]
+                 for _, judge, prompt in calls]
+        flat = self.session.call("judge", [r for group in asked for r in group], label="judge requests")
+        out, start = {}, 0
+        for (index, judge, _), group in zip(calls, asked):
+            replies = flat[start:start + len(group)]
+            start += len(group)
+            best = max(range(len(group)), key=lambda i: replies[i].logprob)  # type: ignore[union-attr]
+            out[(index, judge.name)] = (group, replies, judge.options()[best])
+        return out
+
     def scores(self, verdicts: dict[str, Verdict]) -> dict[str, float]:
-        scores = {score_key(self.outcome, name): float(v.outcome(self.outcome)) for name, v in verdicts.items()}
+        """A missing response has no score (it is neither a refusal nor a jailbreak); an unreadable judge
+        answer scores 0 and is counted in the results' parse failures."""
+        scores = {score_key(self.outcome, name): float(v.outcome(self.outcome))
+                  for name, v in verdicts.items() if not v.missing}
         for judge in self.judges:
             verdict = verdicts[judge.name]
             if isinstance(judge, RubricJudge) and verdict.score is not None:
@@ -174,15 +221,25 @@ def _label(row: Any, outcome: Outcome) -> bool:
 def judge_labels(session: RunSession, pipeline: Pipeline, path: str | Path, outcome: Outcome) -> dict[str, Any]:
     """Run the judges on a human-labelled file (columns request, response, label) and compare.
 
-    Records are keyed by the pair's content, so a resumed run, or the same pairs in another file, reuse them.
+    A null response (JailbreakBench's artifacts have them) is judged as missing. Agreement is computed over the
+    pairs a judge decided; pairs with a missing response or an unreadable judge answer are left out of it and
+    counted. Records are keyed by the pair's content, so a resumed run, or the same pairs in another file,
+    reuse them.
     """
     rows = list(read_rows(path))
     if not rows:
         raise ConfigError(f"labels file {path} has no rows")
     items = []
     for row in rows:
-        request, response = str(require_field(row, "request")), str(require_field(row, "response", (str, int, float)))
-        key = f"labels/{text_digest(request + chr(0) + response)[:16]}"
+        request = str(require_field(row, "request"))
+        if "response" not in row.values:
+            require_field(row, "response")  # the clear error for a missing column
+        raw = row.values["response"]
+        if raw is not None and not isinstance(raw, (str, int, float)):
+            raise RowError(row.path, row.line, "response", f"expected text or null, got {raw!r}")
+        response = None if raw is None else str(raw)
+        content = request + "\0" + ("\1missing" if response is None else response)
+        key = f"labels/{text_digest(content)[:16]}"
         items.append((key, request, response, _label(row, outcome)))
     done = {r.sample_id: r for r in session.records() if r.task == LABELS_TASK}
     todo = list({key: (key, req, resp, lab) for key, req, resp, lab in items if key not in done}.values())
@@ -197,9 +254,15 @@ def judge_labels(session: RunSession, pipeline: Pipeline, path: str | Path, outc
             roles=verdicts.roles, judges=jsonable({n: v.to_dict() for n, v in verdicts.verdicts.items()})))
     session.append(new)
     done.update((r.sample_id, r) for r in new)
-    human = [label for _, _, _, label in items]
-    out: dict[str, Any] = {"file": str(path), "n": len(items), "positives": sum(human), "judges": {}}
+    out: dict[str, Any] = {"file": str(path), "n": len(items), "positives": sum(label for *_, label in items),
+                           "judges": {}}
+    out["missing_responses"] = sum(1 for _, _, response, _ in items if response is None)
+    out["parse_failures"] = {}
     for judge in pipeline.judges:
-        predicted = [done[key].scores[score_key(outcome, judge.name)] == 1.0 for key, _, _, _ in items]
-        out["judges"][judge.name] = agreement(human, predicted).to_dict()
+        decided = [(label, done[key].scores[score_key(outcome, judge.name)] == 1.0) for key, _, _, label in items
+                   if (done[key].judges or {})[judge.name]["parsed"] and not done[key].judges[judge.name]["missing"]]
+        out["parse_failures"][judge.name] = sum(1 for key, _, response, _ in items if response is not None
+                                                and not done[key].judges[judge.name]["parsed"])
+        out["judges"][judge.name] = {**agreement([h for h, _ in decided], [p for _, p in decided]).to_dict(),
+                                     "excluded": len(items) - len(decided)}
     return out

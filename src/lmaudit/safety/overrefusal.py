@@ -12,7 +12,14 @@ from lmaudit.runner.aggregate import aggregate
 from lmaudit.runner.evaluate import select_samples
 from lmaudit.runner.session import ModelRole
 from lmaudit.safety.datasets import PromptSet
-from lmaudit.safety.engine import AttemptPlan, Pipeline, TargetSettings, judge_labels, open_safety_session
+from lmaudit.safety.engine import (
+    AttemptPlan,
+    Pipeline,
+    TargetSettings,
+    judge_labels,
+    judge_scoring,
+    open_safety_session,
+)
 from lmaudit.safety.judges import Judge, RubricJudge, require_judge_model, uses_model
 from lmaudit.safety.metrics import judge_agreement, parse_failures, score_key
 
@@ -53,7 +60,8 @@ def run_overrefusal(target: Model, prompts: PromptSet, judges: Sequence[Judge], 
     identity = {"dataset": {k: v for k, v in dataset.items() if k != "path"},
                 "limit": config.limit, "seed": config.seed,
                 "target": {"max_tokens": config.target.max_tokens, "temperature": config.target.temperature},
-                "judges": {j.name: j.config() for j in judges}}
+                "judges": {j.name: j.config() for j in judges},
+                "judge_scoring": judge_scoring(judge_model) if uses_model(judges) else None}
     session, notes = open_safety_session(output_dir, roles, identity, kind="overrefusal", cache_path=cache_path,
                                          shared_cache=shared_cache, command=command,
                                          options={"limit": config.limit}, dataset=dataset, progress=progress)

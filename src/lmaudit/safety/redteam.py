@@ -17,7 +17,14 @@ from lmaudit.runner.evaluate import select_samples
 from lmaudit.runner.session import ModelRole, RunSession
 from lmaudit.safety.attacks import Attack, attempt_seed
 from lmaudit.safety.datasets import PromptSet
-from lmaudit.safety.engine import AttemptPlan, Pipeline, TargetSettings, judge_labels, open_safety_session
+from lmaudit.safety.engine import (
+    AttemptPlan,
+    Pipeline,
+    TargetSettings,
+    judge_labels,
+    judge_scoring,
+    open_safety_session,
+)
 from lmaudit.safety.judges import Judge, require_judge_model, uses_model
 from lmaudit.safety.metrics import asr_at_k, attack_summary, judge_agreement, parse_failures, score_key
 
@@ -84,6 +91,7 @@ def run_redteam(target: Model, prompts: PromptSet, judges: Sequence[Judge], atta
                 "limit": config.limit, "seed": config.seed, "attempts": config.attempts,
                 "target": {"max_tokens": config.target.max_tokens, "temperature": config.target.temperature},
                 "attacks": [a.config() for a in attacks], "judges": {j.name: j.config() for j in judges},
+                "judge_scoring": judge_scoring(judge_model) if uses_model(judges) else None,
                 "primary_judge": judges[0].name}
     session, notes = open_safety_session(output_dir, roles, identity, kind="redteam", cache_path=cache_path,
                                          shared_cache=shared_cache, command=command,

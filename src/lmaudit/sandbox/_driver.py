@@ -1,22 +1,36 @@
-"""Runs inside the sandbox, before and around the untrusted program (passed to the interpreter with -c).
+"""Runs inside the sandbox, passed to the interpreter with -c. Standard library only: start-up time counts.
 
-Arguments: the status descriptor, the uid to switch to ("-" for none), then RLIMIT_NAME=soft:hard resource
-limits and the sys.path entries that `site` would have added (the interpreter runs with -S).
-It reads the program from stdin, applies the limits, drops to the sandbox uid when asked, executes the
-program in a fresh namespace and writes "<status> <error type>" to the status descriptor. A program that
-exits on its own (os._exit, a signal, sys.exit) never reaches the report, so the host counts it as not
-passed. Only fast-loading standard modules are imported up front: start-up time is per program.
+It sets the sandbox up (joins its cgroups, mounts the capped working directory, applies the rlimits), reads
+the job from stdin, then splits in two processes:
+- the worker drops to the program's uid and runs the untrusted code;
+- the monitor, under another uid (or, in a user namespace, made non-dumpable), never runs untrusted code. It
+  alone holds the status pipe to the host, and it runs the tests itself, calling the program's functions
+  through a pipe. Arguments cross by value; results come back by value only when they are plain data (exact
+  None, bool, int, float, complex, str, bytes, and lists, tuples, dicts and sets of them); anything else stays
+  in the worker, and the tests get an opaque reference that can be called, iterated, indexed, measured and
+  passed back, but that has no truth value and equals only itself.
+So the program cannot write the status, never sees the tests, and the hooks it sets (trace and profile
+functions, patched builtins, objects whose __eq__ lies) live in a process where no test runs. A job without
+tests is a program judged by itself: the worker reports how it ended.
+
+Arguments: this script, compiled and marshal'd (execute.py), then the marshal'd settings, both in hex.
+Messages between the two: 4-byte length + marshal.
+This file comes last of the four parts execute.py joins into the script (_wire, _worker, _monitor, _driver).
 """
+# ruff: noqa: F821  (names defined by the parts before this one)
 
+import marshal
 import os
 import resource
 import sys
 
+_MS_NOSUID, _MS_NODEV, _CLONE_NEWNS, _PR_SET_DUMPABLE = 2, 4, 0x20000, 4
 
-def _stay_init() -> None:
+
+def _stay_init():
     """As pid 1 of a new pid namespace (unshare) the kernel would drop signals meant to stop the program
-    (SIGXCPU, SIGTERM). Run the program in a child instead, reap orphans until it ends and pass on how it
-    ended; when this process exits the kernel kills whatever is left in the namespace."""
+    (SIGXCPU, SIGTERM). Run it in a child instead, reap orphans until it ends and pass on how it ended; when
+    this process exits the kernel kills whatever is left in the namespace."""
     child = os.fork()
     if child == 0:
         return
@@ -29,57 +43,83 @@ def _stay_init() -> None:
     os._exit(os.WEXITSTATUS(wait_status))
 
 
-def _main() -> None:
+def _setup_failed(status_fd, what, errno):
+    os.write(status_fd, f"error SandboxSetup({what}:errno={errno})".encode())
+    os._exit(1)
+
+
+def _drop_capabilities(libc):
+    """Clear every capability set of this process (in a user namespace the uid stays the same, so nothing
+    else clears the ones bwrap granted)."""
+    import ctypes
+
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this thread
+    if libc.capset(header, (ctypes.c_uint32 * 6)()) != 0:
+        os._exit(70)
+
+
+def _become(uid, libc):
+    if uid is not None:  # from root: a non-zero uid loses its permitted and effective capabilities
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+    if libc is not None:  # and the inheritable ones too (bwrap sets them), or all of them in a user namespace
+        _drop_capabilities(libc)
+
+
+def _main():
     if os.getpid() == 1:
         _stay_init()
-    status_fd, uid_arg, *settings = sys.argv[1:]
-    limits = [s for s in settings if s.startswith("RLIMIT_")]
-    sys.path.extend(s for s in settings if not s.startswith("RLIMIT_"))
-    source = sys.stdin.buffer.read()
+    settings = marshal.loads(bytes.fromhex(sys.argv[2]))  # argv[1] is the compiled driver itself
+    status_fd = settings["status_fd"]
+    for fd in settings["cgroup_fds"]:  # join the sandbox's cgroups before anything else starts
+        try:
+            os.write(fd, b"0")
+        except OSError as exc:
+            _setup_failed(status_fd, "cgroup", exc.errno)
+        os.close(fd)
+    libc = None
+    if settings["workdir"] is not None or settings["user_namespace"]:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+    if settings["workdir"] is not None:
+        where, options = settings["workdir"]
+        if settings["user_namespace"] and libc.unshare(_CLONE_NEWNS) != 0:
+            _setup_failed(status_fd, "unshare", ctypes.get_errno())
+        if libc.mount(b"tmpfs", where.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV, options.encode()) != 0:
+            _setup_failed(status_fd, "mount", ctypes.get_errno())
+        os.chdir(where)
+    job = marshal.loads(sys.stdin.buffer.read())
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
     path = os.path.join(os.getcwd(), "program.py")
-    with open(path, "wb") as handle:  # on disk so tracebacks can quote lines
-        handle.write(source)
-    for limit in limits:
-        name, _, values = limit.partition("=")
-        soft, _, hard = values.partition(":")
-        resource.setrlimit(getattr(resource, name), (int(soft), int(hard)))
-    if uid_arg != "-":  # root in the sandbox: become an unprivileged uid (clears all capabilities)
-        uid = int(uid_arg)
-        os.setgroups([])
-        os.setgid(uid)
-        os.setuid(uid)
-
-    def report(status: str, error_type: str) -> None:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except BaseException:  # noqa: BLE001  the program may have replaced or closed the stream
-                pass
-        try:
-            os.write(int(status_fd), f"{status} {error_type}".encode())
+    with open(path, "w", encoding="utf-8", errors="surrogatepass") as handle:  # so tracebacks quote lines
+        handle.write(job["code"])
+    for name, soft, hard in settings["rlimits"]:
+        resource.setrlimit(getattr(resource, name), (soft, hard))
+    sys.path.extend(settings["sys_path"])
+    requests_read, requests_write = os.pipe()
+    replies_read, replies_write = os.pipe()
+    uids = settings["uids"] or (None, None)
+    if settings["user_namespace"]:  # same uid as the worker: keep it out of /proc/<pid>/fd and ptrace
+        libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+    worker = os.fork()
+    if worker == 0:
+        for fd in (status_fd, requests_write, replies_read):
+            os.close(fd)
+        _become(uids[0], libc)
+        try:  # under the cgroup's memory cap, the kernel kills the program before the monitor
+            with open("/proc/self/oom_score_adj", "w") as adjust:
+                adjust.write("1000")
         except OSError:
             pass
-        # os._exit: do not wait for threads or atexit handlers the program left behind.
-        os._exit(0 if status == "passed" else 1)
-
-    try:
-        code = compile(source, path, "exec")
-        exec(code, {"__name__": "__main__", "__file__": path, "__builtins__": __builtins__})
-    except BaseException as exc:  # noqa: BLE001  SystemExit and KeyboardInterrupt are errors too
-        name = "UnnamedException"
-        try:
-            name = str(type(exc).__name__).replace(" ", "_")
-            import traceback  # here, not up front: it costs start-up time
-
-            # Skip this driver's own frame: the trace starts in the program.
-            traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next)
-        except BaseException:  # noqa: BLE001  hostile exception objects, or no memory left
-            pass
-        report("failed" if isinstance(exc, AssertionError) else "error", name)
-    report("passed", "-")
+        _worker(job, path, replies_write, requests_read)
+    os.close(requests_read)
+    os.close(replies_write)
+    _become(uids[1], libc)
+    _monitor(job, status_fd, requests_write, replies_read, worker)
 
 
 _main()

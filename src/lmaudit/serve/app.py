@@ -1,9 +1,10 @@
-"""`lmaudit serve`: an OpenAI-compatible HTTP server for any hf-backend model, with correct logprobs.
+"""The aiohttp application: OpenAI-compatible routes, vLLM's tokenizer routes, auth, errors, streaming.
 
-Routes: GET /v1/models, POST /v1/completions (prompt, max_tokens, temperature, seed, stop, n, echo, logprobs),
-POST /v1/chat/completions (messages, max_tokens or max_completion_tokens, temperature, seed, stop, n, logprobs,
-top_logprobs). Echoed prompt log-probabilities are the model's own, so `openai:<name>@<url>` scores exactly
-what the hf backend scores on the same weights. Model work runs on one worker thread, one request at a time.
+Routes: GET /v1/models, POST /v1/completions, POST /v1/chat/completions (see completions.py and chat.py), and
+vLLM's POST /tokenize, POST /detokenize, GET /tokenizer_info (lm-eval's `local-completions` finds them and then
+needs no local tokenizer), GET /health. Model work runs on one worker thread, one request at a time, so torch
+calls are serialised and the engine's prefix cache needs no lock. A streamed response is fed from that thread
+through a queue; a client that goes away stops its generation at the next token.
 """
 
 from __future__ import annotations
@@ -12,55 +13,33 @@ import asyncio
 import concurrent.futures
 import hmac
 import json
-import math
+import threading
 import time
+import traceback
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
-from lmaudit.serve.engine import TOP_K, Completion, Engine
+from lmaudit.core.errors import LmauditError
+from lmaudit.serve import chat, completions
+from lmaudit.serve.engine import Cancelled, Engine
+from lmaudit.serve.protocol import BadRequest, chat_body, completion_body, field
 
-MAX_BODY = 8 << 20
-MAX_N = 16
-
-
-class BadRequest(Exception):
-    def __init__(self, message: str, param: str | None = None, status: int = 400):
-        super().__init__(message)
-        self.param, self.status = param, status
+MAX_BODY = 32 << 20
+_END = object()  # the worker's last word on a stream
 
 
 def _error(message: str, status: int, param: str | None = None) -> web.Response:
-    kind = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error"}.get(status, "error")
+    kind = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error"}.get(status,
+                                                                                                  "server_error")
     return web.json_response({"error": {"message": message, "type": kind, "param": param, "code": None}},
                              status=status)
 
 
-def _field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any,
-           check: Any = None, problem: str = "") -> Any:
-    value = body.get(name, default)
-    if value is None:
-        value = default
-    if value is None:
-        return None
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        raise BadRequest(f"'{name}' must be {getattr(kind, '__name__', kind)}", name)
-    if check is not None and not check(value):
-        raise BadRequest(f"'{name}': {problem}", name)
-    return value
-
-
-def _stops(body: dict[str, Any]) -> list[str]:
-    stop = body.get("stop")
-    if stop is None:
-        return []
-    stops = [stop] if isinstance(stop, str) else stop
-    if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops) or len(stops) > 4:
-        raise BadRequest("'stop' must be a non-empty string or a list of at most 4 of them", "stop")
-    return stops
+def _sse(payload: Any) -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
 
 class Server:
@@ -69,15 +48,18 @@ class Server:
         self.name = name
         self.chat_only = chat_only
         self._api_key = api_key
-        # One thread: torch calls are serialised and the engine's prefix cache needs no lock.
         self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lmaudit-serve")
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY, middlewares=[self._guard])
+        app.router.add_get("/health", self.health)
         app.router.add_get("/v1/models", self.models)
         app.router.add_post("/v1/chat/completions", self.chat)
         if not self.chat_only:
             app.router.add_post("/v1/completions", self.completions)
+        app.router.add_post("/tokenize", self.tokenize)
+        app.router.add_post("/detokenize", self.detokenize)
+        app.router.add_get("/tokenizer_info", self.tokenizer_info)
         app.on_cleanup.append(self._stop_worker)
         return app
 
@@ -86,7 +68,7 @@ class Server:
 
     @web.middleware
     async def _guard(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if self._api_key is not None:
+        if self._api_key is not None and request.path != "/health":
             sent = request.headers.get("Authorization", "").removeprefix("Bearer ")
             if not hmac.compare_digest(sent.encode(), self._api_key.encode()):
                 return _error("invalid API key", 401)
@@ -96,10 +78,17 @@ class Server:
             return _error(f"no route {request.method} {request.path}", 404)
         except web.HTTPMethodNotAllowed:
             return _error(f"{request.method} is not allowed on {request.path}", 405)
+        except web.HTTPRequestEntityTooLarge:
+            return _error(f"the body is larger than {MAX_BODY >> 20} MiB", 413)
+        except web.HTTPException:
+            raise
         except BadRequest as exc:
             return _error(str(exc), exc.status, exc.param)
-        except ValueError as exc:
+        except LmauditError as exc:  # what the model cannot do (a chat request to a model without a template)
             return _error(str(exc), 400)
+        except Exception as exc:  # noqa: BLE001 - a client gets an OpenAI error; the operator the traceback
+            traceback.print_exc()
+            return _error(f"internal error: {type(exc).__name__}: {exc}", 500)
 
     async def _body(self, request: web.Request) -> dict[str, Any]:
         try:
@@ -109,131 +98,113 @@ class Server:
         if not isinstance(body, dict):
             raise BadRequest("the body must be a JSON object")
         model = body.get("model")
-        if model != self.name:
+        if model is not None and model != self.name:  # one model: a request may leave it out
             raise BadRequest(f"model '{model}' does not exist; this server serves '{self.name}'", "model", 404)
         return body
 
-    async def _run(self, fn: Any, *args: Any) -> Any:
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
+
+    # -- information ------------------------------------------------------------------------------------
+    async def health(self, _request: web.Request) -> web.Response:
+        return web.Response(text="")
 
     async def models(self, _request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [
-            {"id": self.name, "object": "model", "created": 0, "owned_by": "lmaudit"}]})
+            {"id": self.name, "object": "model", "created": 0, "owned_by": "lmaudit",
+             "max_model_len": self.engine.max_length}]})
 
-    # -- /v1/completions --------------------------------------------------------------------------------
-    async def completions(self, request: web.Request) -> web.Response:
+    # -- generation routes ------------------------------------------------------------------------------
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        body = completion_body(await self._body(request), self.engine.vocab_size)
+        job = await self._run(completions.CompletionJob, self.engine, body)
+        return await self._respond(request, job, "text_completion", "cmpl", completions.merge)
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        body = chat_body(await self._body(request))
+        job = await self._run(chat.ChatJob, self.engine, body)
+        return await self._respond(request, job, "chat.completion", "chatcmpl", chat.merge)
+
+    async def _respond(self, request: web.Request, job: Any, kind: str, prefix: str,
+                       merge: Callable[[list[Any]], list[Any]]) -> web.StreamResponse:
+        head = {"id": f"{prefix}-{uuid.uuid4().hex}", "object": kind, "created": int(time.time()),
+                "model": self.name}
+        if not job.body.options.stream:
+            updates: list[Any] = []
+            await self._run(job.run, updates.append, lambda: None)
+            return web.json_response({**head, "choices": merge(updates), "usage": job.usage})
+        return await self._stream(request, job, head)
+
+    async def _stream(self, request: web.Request, job: Any, head: dict[str, Any]) -> web.StreamResponse:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        gone = threading.Event()
+
+        def check() -> None:
+            if gone.is_set():
+                raise Cancelled
+
+        def work() -> None:
+            try:
+                job.run(lambda update: loop.call_soon_threadsafe(queue.put_nowait, update), check)
+                loop.call_soon_threadsafe(queue.put_nowait, _END)
+            except Cancelled:
+                pass
+            except Exception as exc:  # noqa: BLE001 - after the headers went out, an error can only be an event
+                traceback.print_exc()
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+
+        if head["object"] == "chat.completion":
+            head = {**head, "object": "chat.completion.chunk"}
+        usage_field = {"usage": None} if job.body.options.include_usage else {}
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        running = loop.run_in_executor(self._worker, work)
+        try:
+            while (item := await queue.get()) is not _END:
+                if isinstance(item, Exception):
+                    await response.write(_sse({"error": {"message": f"generation failed: {item}",
+                                                         "type": "server_error", "param": None, "code": None}}))
+                    break
+                await response.write(_sse({**head, "choices": [item], **usage_field}))
+            else:
+                if job.body.options.include_usage:
+                    await response.write(_sse({**head, "choices": [], "usage": job.usage}))
+                await response.write(b"data: [DONE]\n\n")
+            await response.write_eof()
+        except ConnectionResetError:
+            pass  # the client left (mid-stream, or right after [DONE]): nothing is left to tell it
+        finally:
+            gone.set()  # the worker stops at its next token, if it is still generating
+            await asyncio.shield(running)
+        return response
+
+    # -- vLLM's tokenizer routes (lm-eval's remote tokenizer) ---------------------------------------------
+    async def tokenize(self, request: web.Request) -> web.Response:
         body = await self._body(request)
-        prompt = body.get("prompt")
-        prompts = [prompt] if isinstance(prompt, str) else prompt
-        if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) and p for p in prompts):
-            raise BadRequest("'prompt' must be a non-empty string or a list of them", "prompt")
-        settings = self._settings(body, default_max=16)
-        echo = _field(body, "echo", bool, False)
-        k = _field(body, "logprobs", int, None, lambda v: 0 <= v <= TOP_K, f"0-{TOP_K}")
-        choices, usage = await self._run(self._complete_all, prompts, settings, echo, k)
-        return web.json_response({"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion",
-                                  "created": int(time.time()), "model": self.name, "choices": choices,
-                                  "usage": usage})
+        special = field(body, "add_special_tokens", bool, True)
+        if "messages" in body:
+            messages = chat_body({"messages": body["messages"]}).messages
+            ids = await self._run(self.engine.encode_chat, messages)
+        else:
+            prompt = field(body, "prompt", str, None)
+            if prompt is None:
+                raise BadRequest("'prompt' (a string) or 'messages' is required", "prompt")
+            ids = await self._run(self.engine.model.encode, prompt, None if special else False)
+        return web.json_response({"tokens": ids, "count": len(ids), "max_model_len": self.engine.max_length})
 
-    def _settings(self, body: dict[str, Any], default_max: int) -> dict[str, Any]:
-        max_tokens = _field(body, "max_completion_tokens", int, None, lambda v: v >= 0, ">= 0")
-        if max_tokens is None:
-            max_tokens = _field(body, "max_tokens", int, default_max, lambda v: v >= 0, ">= 0")
-        return {
-            "max_tokens": max_tokens,
-            "temperature": _field(body, "temperature", float, 1.0, lambda v: 0 <= v <= 2, "0-2"),
-            "seed": _field(body, "seed", int, None),
-            "stop": _stops(body),
-            "n": _field(body, "n", int, 1, lambda v: 1 <= v <= MAX_N, f"1-{MAX_N}"),
-        }
-
-    def _complete_all(self, prompts: list[str], settings: dict[str, Any], echo: bool,
-                      k: int | None) -> tuple[list[dict[str, Any]], dict[str, int]]:
-        choices, prompt_tokens, completion_tokens = [], 0, 0
-        for prompt in prompts:
-            ids = self.engine.encode_prompt(prompt)
-            prompt_tokens += len(ids)
-            if echo and k is not None:
-                scored = self.engine.score(ids, need_next=settings["max_tokens"] > 0)
-            for completion in self._samples(ids, settings):
-                completion_tokens += len(completion.ids)
-                choice: dict[str, Any] = {"index": len(choices), "finish_reason": completion.finish_reason,
-                                          "text": (prompt if echo else "") + completion.text, "logprobs": None}
-                if k is not None:
-                    parts = ([self._echo_logprobs(ids, scored, k)] if echo else []) + [
-                        self._generated_logprobs(completion, k, len(prompt) if echo else 0)]
-                    choice["logprobs"] = {key: sum((p[key] for p in parts), []) for key in parts[0]}
-                choices.append(choice)
-        return choices, {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                         "total_tokens": prompt_tokens + completion_tokens}
-
-    def _samples(self, ids: list[int], settings: dict[str, Any]) -> list[Completion]:
-        seed = settings["seed"]
-        return [self.engine.complete(ids, max_tokens=settings["max_tokens"], temperature=settings["temperature"],
-                                     seed=None if seed is None else seed + i, stop=settings["stop"])
-                for i in range(settings["n"])]
-
-    def _top(self, ids: list[int], values: list[float], k: int) -> dict[str, float]:
-        top: dict[str, float] = {}
-        for token_id, value in zip(ids[:k], values[:k]):
-            text = self.engine.token_text(token_id)
-            top[text] = max(value, top.get(text, -math.inf))
-        return top
-
-    def _echo_logprobs(self, ids: list[int], scored: Any, k: int) -> dict[str, list[Any]]:
-        texts, offsets = self.engine.pieces(ids)
-        top_ids, top_values = scored.top_ids[:, :k].tolist(), scored.top_logprobs[:, :k].tolist()
-        tops: list[Any] = [None] + [self._top(top_ids[i], top_values[i], k) for i in range(1, len(ids))]
-        return {"tokens": texts, "token_logprobs": list(scored.logprobs), "top_logprobs": tops,
-                "text_offset": offsets}
-
-    def _generated_logprobs(self, completion: Completion, k: int, shift: int) -> dict[str, list[Any]]:
-        texts, offsets = self.engine.pieces(completion.ids) if completion.ids else ([], [])
-        tops = [self._top(i, v, k) for i, v in zip(completion.top_ids, completion.top_logprobs)]
-        count = len(texts)
-        return {"tokens": texts, "token_logprobs": completion.logprobs[:count], "top_logprobs": tops[:count],
-                "text_offset": [o + shift for o in offsets]}
-
-    # -- /v1/chat/completions ---------------------------------------------------------------------------
-    async def chat(self, request: web.Request) -> web.Response:
+    async def detokenize(self, request: web.Request) -> web.Response:
         body = await self._body(request)
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages or not all(
-                isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
-                for m in messages):
-            raise BadRequest("'messages' must be a non-empty list of {role, content} objects with text content",
-                             "messages")
-        settings = self._settings(body, default_max=256)
-        want_logprobs = _field(body, "logprobs", bool, False)
-        k = _field(body, "top_logprobs", int, 0, lambda v: 0 <= v <= TOP_K, f"0-{TOP_K}")
-        if k and not want_logprobs:
-            raise BadRequest("'top_logprobs' needs 'logprobs': true", "top_logprobs")
-        plain = [{"role": m["role"], "content": m["content"]} for m in messages]
-        choices, usage = await self._run(self._chat_all, plain, settings, want_logprobs, k)
-        return web.json_response({"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion",
-                                  "created": int(time.time()), "model": self.name, "choices": choices,
-                                  "usage": usage})
+        tokens = body.get("tokens")
+        if not isinstance(tokens, list) or not all(isinstance(t, int) and not isinstance(t, bool)
+                                                   and 0 <= t < self.engine.vocab_size for t in tokens):
+            raise BadRequest(f"'tokens' must be a list of token ids (0-{self.engine.vocab_size - 1})", "tokens")
+        text = await self._run(lambda: "".join(self.engine.spell(tokens)))
+        return web.json_response({"prompt": text})
 
-    def _chat_all(self, messages: list[dict[str, str]], settings: dict[str, Any], want_logprobs: bool,
-                  k: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
-        ids = self.engine.encode_chat(messages)
-        choices, completion_tokens = [], 0
-        for index, completion in enumerate(self._samples(ids, settings)):
-            completion_tokens += len(completion.ids)
-            logprobs = None
-            if want_logprobs:
-                texts, _ = self.engine.pieces(completion.ids) if completion.ids else ([], [])
-                content = []
-                for text, value, top_ids, top_values in zip(texts, completion.logprobs, completion.top_ids,
-                                                             completion.top_logprobs):
-                    alternatives = [{"token": self.engine.token_text(i), "logprob": v,
-                                     "bytes": list(self.engine.token_text(i).encode())}
-                                    for i, v in zip(top_ids[:k], top_values[:k])]
-                    content.append({"token": text, "logprob": value, "bytes": list(text.encode()),
-                                    "top_logprobs": alternatives})
-                logprobs = {"content": content, "refusal": None}
-            choices.append({"index": index, "finish_reason": completion.finish_reason, "logprobs": logprobs,
-                            "message": {"role": "assistant", "content": completion.text}})
-        return choices, {"prompt_tokens": len(ids), "completion_tokens": completion_tokens,
-                         "total_tokens": len(ids) + completion_tokens}
-
+    async def tokenizer_info(self, _request: web.Request) -> web.Response:
+        tokenizer = self.engine.tokenizer
+        return web.json_response({
+            "tokenizer_class": type(tokenizer).__name__, "model_max_length": self.engine.max_length,
+            "bos_token": tokenizer.bos_token, "eos_token": tokenizer.eos_token, "pad_token": tokenizer.pad_token,
+            "chat_template": getattr(tokenizer, "chat_template", None)})

@@ -17,3 +17,8 @@ def register() -> None:
     register_task("mcq", custom.mcq, "your multiple-choice file: path=..., question=, choices=, answer=, style=")
     register_task("generate", custom.generate, "your generation file: path=..., prompt=, target=, answer_pattern=")
     register_task("demo_mcq", custom.demo_mcq, "20 general-knowledge questions shipped with lmaudit (no data needed)")
+    from lmaudit.tasks import mmmlu  # MMMLU: MMLU translated into 14 languages (OpenAI's release)
+
+    register_task("mmmlu", mmmlu.mmmlu, "MMMLU, MMLU translated into 14 languages: acc per language and subject")
+    for _name, _factory in mmmlu.locale_factories().items():
+        register_task(_name, _factory, "MMMLU in one locale", family="mmmlu_<locale>")

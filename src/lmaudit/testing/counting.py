@@ -11,7 +11,7 @@ from lmaudit.core.types import Generation, GenerateRequest, LoglikelihoodRequest
 class CountingModel:
     def __init__(self, model: Any):
         self.inner = model
-        self.name = getattr(model, "name", "model")
+        self.name = model.name
         self.sent: list[str] = []  # request keys, in the order they reached the model
 
     def fingerprint(self) -> str:

@@ -1,0 +1,353 @@
+"""Curvature factors of the tracked layers and the preconditioner they define, (G + lambda I)^-1 per layer.
+
+G is the Gauss-Newton Hessian of the training objective (the mean over training sequences of each sequence's
+summed token loss), block-diagonal over the tracked layers. Per layer, with DW_z = sum_t g_t a_t^T the gradient
+of sequence z (shape out x in):
+
+- identity: G = I, no curvature (influence is the gradient dot product);
+- diagonal: diag(G) = mean_z DW_z ** 2 (elementwise);
+- kfac: G ~ A (x) S with A = mean over tokens of a a^T and S = the sum over a sequence's tokens of g g^T,
+  averaged over sequences (or over tokens, kronfluence's convention, `covariance="token"`);
+- ekfac: the eigenbasis of A (x) S, Q_S (x) Q_A, with the eigenvalues refitted in it:
+  Lambda = mean_z (Q_S^T DW_z Q_A) ** 2 (George et al. 2018; Grosse et al. 2023, section 2.2.3).
+
+Damping: lambda = `damping` when given, else `damping_scale` times the mean eigenvalue of the layer's curvature.
+Covariance products, every sum and every eigendecomposition are float64; per-sequence gradients and their
+rotations run in the model's precision (float32), as kronfluence's do.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lmaudit.core.errors import ConfigError, DataError, UnknownNameError
+from lmaudit.core.output import write_json_atomic
+from lmaudit.influence.gradients import BatchGradients, sequence_grads
+from lmaudit.influence.modules import TrackedLayer
+
+STRATEGIES = ("identity", "diagonal", "kfac", "ekfac")
+FISHERS = ("true", "empirical")
+COVARIANCES = ("sequence", "token")
+FACTORS_FILE, FACTORS_META = "factors.safetensors", "factors.json"
+FACTORS_SCHEMA = "lmaudit.influence.factors/1"
+
+
+@dataclass(frozen=True)
+class FactorSettings:
+    strategy: str = "ekfac"
+    fisher: str = "true"  # labels sampled from the model ("true") or the data's own ("empirical")
+    damping: float | None = None  # absolute; None: damping_scale x the layer's mean eigenvalue
+    damping_scale: float = 0.1
+    covariance: str = "sequence"  # how K-FAC's gradient factor is averaged: per sequence, or per token
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name, value, valid in (("strategy", self.strategy, STRATEGIES), ("fisher", self.fisher, FISHERS),
+                                   ("covariance", self.covariance, COVARIANCES)):
+            if value not in valid:
+                raise UnknownNameError(f"influence {name}", value, list(valid))
+        if self.damping is not None and self.damping < 0:
+            raise ConfigError(f"damping must be >= 0, got {self.damping}")
+        if self.damping_scale < 0:
+            raise ConfigError(f"damping scale must be >= 0, got {self.damping_scale}")
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        """The passes over the fitting data: the covariance and the eigenvalue refit need one each."""
+        return {"identity": (), "diagonal": ("diagonal",), "kfac": ("covariance",),
+                "ekfac": ("covariance", "lambda")}[self.strategy]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Sums:
+    """Running float64 sums of one fitting stage, and the counts (sequences, tokens) behind them."""
+
+    tensors: dict[str, Any] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=lambda: {"sequences": 0, "tokens": 0})
+
+    def add(self, other: "Sums") -> None:
+        for key, value in other.tensors.items():
+            if key in self.tensors:
+                self.tensors[key] += value
+            else:
+                self.tensors[key] = value.clone()
+        for key, value in other.counts.items():
+            self.counts[key] = self.counts.get(key, 0) + value
+
+    def save(self, path: Path, **meta: Any) -> None:
+        from safetensors.torch import save_file
+
+        tmp = path.with_name(f".{path.name}.tmp")
+        save_file({k: v.contiguous() for k, v in self.tensors.items()}, str(tmp),
+                  metadata={"counts": json.dumps(self.counts), "meta": json.dumps(meta, sort_keys=True)})
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> tuple["Sums", dict[str, Any]]:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata()
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+        return cls(tensors, json.loads(metadata["counts"])), json.loads(metadata["meta"])
+
+
+def _batch_counts(batch: BatchGradients) -> dict[str, int]:
+    return {"sequences": len(batch.lengths), "tokens": batch.tokens}
+
+
+def covariance_sums(batch: BatchGradients, layers: Sequence[TrackedLayer]) -> Sums:
+    """Sums of a a^T (once per distinct input: layers reading the same tensor share it) and of g g^T.
+
+    The products are float64: output gradients that feed the residual stream can span seven orders of
+    magnitude across directions, and float32 products leave errors larger than the small eigenvalues there.
+    """
+    sums = Sums(counts=_batch_counts(batch))
+    for layer in layers:
+        head = batch.input_groups[layer.name]
+        if f"A:{head}" not in sums.tensors:
+            a = batch.inputs[head].flatten(0, 1).double()
+            sums.tensors[f"A:{head}"] = a.T @ a
+        g = batch.fit_grads[layer.name].flatten(0, 1).double()
+        sums.tensors[f"S:{layer.name}"] = g.T @ g
+    return sums
+
+
+def diagonal_sums(batch: BatchGradients, layers: Sequence[TrackedLayer]) -> Sums:
+    sums = Sums(counts=_batch_counts(batch))
+    for layer in layers:
+        grads = sequence_grads(batch.fit_grads[layer.name], batch.inputs[layer.name])
+        sums.tensors[f"D:{layer.name}"] = grads.square().sum(dim=0).double()
+    return sums
+
+
+def rotate_batch(batch: BatchGradients, bases: dict[str, tuple[Any, Any]]) -> BatchGradients:
+    """The batch in each layer's Kronecker eigenbasis: inputs a Q_A and output gradients g Q_S, so that a sequence's
+    rotated gradient Q_S^T DW Q_A is (g Q_S)^T (a Q_A). Rotating the factors costs T (out^2 + in^2) per sequence
+    and layer, rotating DW itself out in (out + in): four times more for a 128-token sequence of SmolLM2's MLP.
+    An input shared by several layers (one group, one basis) is rotated once."""
+    if batch.basis == "eigen":
+        return batch
+    inputs: dict[str, Any] = {}
+    rotated_grads: dict[str, dict[str, Any]] = {"fit": {}, "data": {}}
+    for name, head in batch.input_groups.items():
+        grad_basis, input_basis = bases[name]
+        values = batch.inputs[name]
+        if head not in inputs:
+            inputs[head] = values @ input_basis.to(values.dtype)
+        inputs[name] = inputs[head]
+        for kind, grads in (("fit", batch.fit_grads), ("data", batch.data_grads)):
+            if grads is not None and name not in rotated_grads[kind]:
+                rotated_grads[kind][name] = grads[name] @ grad_basis.to(values.dtype)
+    fit = rotated_grads["fit"] if batch.fit_grads is not None else None
+    if batch.fit_grads is not None and batch.fit_grads is batch.data_grads:
+        data = fit
+    else:
+        data = rotated_grads["data"] if batch.data_grads is not None else None
+    return BatchGradients(batch.lengths, inputs, fit, data, batch.input_groups, batch.data_loss, basis="eigen")
+
+
+def lambda_sums(batch: BatchGradients, layers: Sequence[TrackedLayer]) -> Sums:
+    """Sums of the per-sequence gradients' squared coordinates in each layer's Kronecker eigenbasis (the batch
+    rotated by `rotate_batch`)."""
+    if batch.basis != "eigen":
+        raise ValueError("lambda_sums needs a batch in the Kronecker eigenbasis (rotate_batch)")
+    sums = Sums(counts=_batch_counts(batch))
+    for layer in layers:
+        rotated = sequence_grads(batch.fit_grads[layer.name], batch.inputs[layer.name])
+        sums.tensors[f"L:{layer.name}"] = rotated.square().sum(dim=0).double()
+    return sums
+
+
+def eigendecompose(matrix: Any) -> tuple[Any, Any]:
+    """(eigenvalues >= 0, eigenvectors) of a symmetric positive semi-definite float64 matrix."""
+    import torch
+
+    symmetric = 0.5 * (matrix + matrix.T)
+    values, vectors = torch.linalg.eigh(symmetric)
+    return values.clamp_min(0.0), vectors
+
+
+@dataclass
+class LayerCurvature:
+    """One layer's preconditioner: (G_l + damping I)^-1 in the strategy's approximation."""
+
+    layer: TrackedLayer
+    strategy: str
+    eigenvalues: Any = None  # (out, in_dim) float64: diag(G) (diagonal), Lambda (kfac, ekfac)
+    grad_basis: Any = None  # (out, out) float64, Q_S
+    input_basis: Any = None  # (in_dim, in_dim) float64, Q_A
+    damping: float = 0.0
+
+    @property
+    def has_basis(self) -> bool:
+        return self.grad_basis is not None
+
+    def scale(self, grads: Any) -> Any:
+        """Divide by the curvature's eigenvalues plus damping: the preconditioner in the layer's own basis (the
+        Kronecker eigenbasis for kfac and ekfac, so `grads` must be rotated there; the weights' for diagonal)."""
+        if self.strategy == "identity":
+            return grads
+        return grads / (self.eigenvalues + self.damping).to(grads.dtype)
+
+    def precondition(self, grads: Any) -> Any:
+        """(G + damping I)^-1 applied to gradients of shape (..., out, in_dim), in their precision."""
+        if not self.has_basis:
+            return self.scale(grads)
+        grad_basis, input_basis = self.grad_basis.to(grads.dtype), self.input_basis.to(grads.dtype)
+        return grad_basis @ self.scale(grad_basis.T @ grads @ input_basis) @ input_basis.T
+
+
+@dataclass
+class Factors:
+    """Fitted curvature of every tracked layer, with what it was fitted on (checked before scoring)."""
+
+    settings: FactorSettings
+    layers: list[TrackedLayer]
+    curvature: dict[str, LayerCurvature]
+    model_fingerprint: str
+    sequences: int = 0
+    tokens: int = 0
+    input_groups: dict[str, str] = field(default_factory=dict)
+
+    def precondition(self, name: str, grads: Any) -> Any:
+        return self.curvature[name].precondition(grads)
+
+    def bases(self) -> dict[str, tuple[Any, Any]] | None:
+        """(Q_S, Q_A) per layer for kfac and ekfac; None for the strategies without an eigenbasis."""
+        if not all(c.has_basis for c in self.curvature.values()):
+            return None
+        return {name: (c.grad_basis, c.input_basis) for name, c in self.curvature.items()}
+
+    def dampings(self) -> dict[str, float]:
+        return {name: c.damping for name, c in self.curvature.items()}
+
+    def check_matches(self, model_fingerprint: str, layers: Sequence[TrackedLayer], where: str) -> None:
+        """Refuse factors fitted on another model or on other layers, naming the difference."""
+        if model_fingerprint != self.model_fingerprint:
+            raise ConfigError(f"factors in {where} were fitted on another model (fingerprint "
+                              f"{self.model_fingerprint}, this model is {model_fingerprint}); fit them again")
+        mine = [layer.to_dict() for layer in self.layers]
+        theirs = [layer.to_dict() for layer in layers]
+        if mine != theirs:
+            fitted = {d["name"] for d in mine}
+            asked = {d["name"] for d in theirs}
+            extra, missing = sorted(asked - fitted), sorted(fitted - asked)
+            detail = "; ".join(part for part in (f"not fitted: {', '.join(extra[:4])}" if extra else "",
+                                                 f"fitted but not asked for: {', '.join(missing[:4])}"
+                                                 if missing else "") if part) or "shapes differ"
+            raise ConfigError(f"factors in {where} were fitted on other modules ({detail}); use the same "
+                              f"--modules or fit them again")
+
+    # -- files ---------------------------------------------------------------------------------------
+    def save(self, folder: str | Path) -> Path:
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors, saved_bases = {}, set()
+        for name, curve in self.curvature.items():
+            if curve.eigenvalues is not None:
+                tensors[f"eigenvalues:{name}"] = curve.eigenvalues.contiguous()
+            if curve.grad_basis is not None:
+                tensors[f"grad_basis:{name}"] = curve.grad_basis.contiguous()
+            head = self.input_groups.get(name, name)
+            if curve.input_basis is not None and head not in saved_bases:
+                tensors[f"input_basis:{head}"] = curve.input_basis.contiguous()
+                saved_bases.add(head)
+        tmp = folder / f".{FACTORS_FILE}.tmp"
+        save_file(tensors, str(tmp))
+        tmp.replace(folder / FACTORS_FILE)
+        write_json_atomic(folder / FACTORS_META, {
+            "schema": FACTORS_SCHEMA, "settings": self.settings.to_dict(), "model_fingerprint": self.model_fingerprint,
+            "layers": [layer.to_dict() for layer in self.layers], "input_groups": self.input_groups,
+            "dampings": self.dampings(), "sequences": self.sequences, "tokens": self.tokens})
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "Factors":
+        from safetensors import safe_open
+
+        folder = Path(folder)
+        meta_path = folder / FACTORS_META
+        if not meta_path.is_file():
+            raise DataError(f"{folder} holds no fitted factors ({FACTORS_META} missing); run `lmaudit influence fit`")
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{meta_path}: not valid JSON ({exc.msg})") from exc
+        if meta.get("schema") != FACTORS_SCHEMA:
+            raise DataError(f"{meta_path}: not an lmaudit factors file (schema {meta.get('schema')!r})")
+        settings = FactorSettings(**meta["settings"])
+        layers = [TrackedLayer(**d) for d in meta["layers"]]
+        tensors: dict[str, Any] = {}
+        if (folder / FACTORS_FILE).exists():
+            with safe_open(str(folder / FACTORS_FILE), framework="pt") as handle:
+                tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+        groups = meta.get("input_groups", {})
+        curvature = {layer.name: LayerCurvature(
+            layer, settings.strategy, tensors.get(f"eigenvalues:{layer.name}"), tensors.get(f"grad_basis:{layer.name}"),
+            tensors.get(f"input_basis:{groups.get(layer.name, layer.name)}"), float(meta["dampings"][layer.name]))
+            for layer in layers}
+        return cls(settings, layers, curvature, meta["model_fingerprint"], meta["sequences"], meta["tokens"], groups)
+
+
+def _damping(settings: FactorSettings, eigenvalues: Any) -> float:
+    if settings.damping is not None:
+        return float(settings.damping)
+    return float(settings.damping_scale * eigenvalues.mean())
+
+
+def kronecker_bases(covariance: Sums, layers: Sequence[TrackedLayer], groups: dict[str, str],
+                    settings: FactorSettings) -> dict[str, tuple[Any, Any, Any, Any]]:
+    """Per layer (Q_S, sigma, Q_A, alpha): eigenvectors and eigenvalues of the averaged S and A. An input
+    factor shared by several layers (the same tensor read by gate and up projections) is decomposed once."""
+    tokens, sequences = covariance.counts["tokens"], covariance.counts["sequences"]
+    if tokens == 0:
+        raise DataError("no training tokens reached the covariance: the fitting data is empty")
+    input_eigen: dict[str, tuple[Any, Any]] = {}
+    bases = {}
+    for layer in layers:
+        head = groups[layer.name]
+        if head not in input_eigen:
+            input_eigen[head] = eigendecompose(covariance.tensors[f"A:{head}"] / tokens)
+        per = sequences if settings.covariance == "sequence" else tokens
+        sigma, grad_basis = eigendecompose(covariance.tensors[f"S:{layer.name}"] / per)
+        alpha, input_basis = input_eigen[head]
+        bases[layer.name] = (grad_basis, sigma, input_basis, alpha)
+    return bases
+
+
+def build_factors(settings: FactorSettings, layers: Sequence[TrackedLayer], model_fingerprint: str, *,
+                  groups: dict[str, str], diagonal: Sums | None = None,
+                  bases: dict[str, tuple[Any, Any, Any, Any]] | None = None, lambdas: Sums | None = None,
+                  counts: dict[str, int] | None = None) -> Factors:
+    """The finished preconditioner from the stages' sums."""
+    import torch
+
+    curvature = {}
+    for layer in layers:
+        name = layer.name
+        if settings.strategy == "identity":
+            curvature[name] = LayerCurvature(layer, "identity")
+        elif settings.strategy == "diagonal":
+            values = diagonal.tensors[f"D:{name}"] / diagonal.counts["sequences"]
+            curvature[name] = LayerCurvature(layer, "diagonal", values, damping=_damping(settings, values))
+        else:
+            grad_basis, sigma, input_basis, alpha = bases[name]
+            if settings.strategy == "kfac":
+                values = torch.outer(sigma, alpha)
+            else:
+                values = lambdas.tensors[f"L:{name}"] / lambdas.counts["sequences"]
+            curvature[name] = LayerCurvature(layer, settings.strategy, values, grad_basis, input_basis,
+                                             _damping(settings, values))
+    counts = counts or {}
+    return Factors(settings, list(layers), curvature, model_fingerprint, counts.get("sequences", 0),
+                   counts.get("tokens", 0), dict(groups))
