@@ -1,7 +1,7 @@
 """Shared by the server tests: `lmaudit serve` in a thread of the test process, recording what clients send.
 
 The server is a real aiohttp server on 127.0.0.1 running the application `lmaudit serve` runs, over a model the
-test process already holds; tests/serve/test_cli.py starts the real command.
+test process already holds; tests/serve/test_serve_cli.py starts the real command.
 """
 
 from __future__ import annotations
