@@ -32,7 +32,7 @@ DATA = Path(os.environ.get("LMAUDIT_DATA_DIR") or REPO.parent / "shared" / "data
 
 
 def uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
 
 
 def read_column(path: Path, column: str) -> list[str]:
@@ -59,7 +59,7 @@ def main() -> int:
     parser.add_argument("--queries", type=int, default=160)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--width", type=int, default=48)
-    parser.add_argument("--strategies", default="ekfac,identity")
+    parser.add_argument("--strategies", default="ekfac,kfac,diagonal,identity")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
 
@@ -68,10 +68,21 @@ def main() -> int:
     from scipy.stats import spearmanr
 
     from lmaudit.core.types import LoglikelihoodRequest
-    from lmaudit.influence import FactorSettings, InfluenceEstimator, Query, corpus_sequences, encode_queries, select_layers
+    from lmaudit.influence import (
+        FactorSettings,
+        InfluenceEstimator,
+        Query,
+        corpus_sequences,
+        encode_queries,
+        select_layers,
+    )
     from lmaudit.models import load_model
     from lmaudit.scaling import ModelShape, RunSpec, TokenData, train_run
-    from lmaudit.scaling.tokenizer import encode_documents, load_tokenizer, train_tokenizer
+    from lmaudit.scaling.tokenizer import (
+        encode_documents,
+        load_tokenizer,
+        train_tokenizer,
+    )
 
     torch.set_num_threads(args.threads)
     started = time.perf_counter()

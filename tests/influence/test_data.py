@@ -7,7 +7,13 @@ import json
 import pytest
 
 from lmaudit.core.errors import ConfigError, DataError, RowError
-from lmaudit.influence import Document, chunk_documents, corpus_sequences, read_documents, read_queries
+from lmaudit.influence import (
+    Document,
+    chunk_documents,
+    corpus_sequences,
+    read_documents,
+    read_queries,
+)
 from lmaudit.influence.data import sample_documents
 
 

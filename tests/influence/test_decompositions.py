@@ -6,7 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lmaudit.influence import FactorSettings, InfluenceEstimator, encode_queries, select_layers
+from lmaudit.influence import (
+    FactorSettings,
+    InfluenceEstimator,
+    encode_queries,
+    select_layers,
+)
 from lmaudit.influence.reference import per_sequence_gradients
 
 
@@ -85,18 +90,27 @@ def test_scoring_in_the_eigenbasis_equals_scoring_in_the_weights_basis(sequences
                 assert eigen.errors[query][name] == pytest.approx(error, rel=1e-6, abs=1e-9)
 
 
-def test_fitting_and_scoring_the_same_sequences_runs_the_model_once(tiny, sequences, queries, tmp_path):
+@pytest.mark.parametrize("fisher", ["true", "empirical"])
+def test_fitting_and_scoring_the_same_sequences_runs_the_model_once(tiny, sequences, queries, tmp_path, fisher):
     layers = select_layers(tiny.module, ["layers.*.mlp.*"])
-    estimator = InfluenceEstimator(tiny, layers, FactorSettings(strategy="ekfac", fisher="true"), chunk_size=16,
+    estimator = InfluenceEstimator(tiny, layers, FactorSettings(strategy="ekfac", fisher=fisher), chunk_size=16,
                                    log=None)
     factors = estimator.fit(sequences[:48], tmp_path, keep_for_scores=True)
     result = estimator.scores(factors, encode_queries(tiny, queries), sequences[:48], tmp_path / "parts")
     assert estimator.model_passes == 3  # three chunks, one forward and backward each: the refit and scores replay
     assert estimator.basis == "eigen" and result.per_layer.shape == (48, len(queries), len(layers))
-    again = InfluenceEstimator(tiny, layers, FactorSettings(strategy="ekfac", fisher="true"), chunk_size=16,
+    again = InfluenceEstimator(tiny, layers, FactorSettings(strategy="ekfac", fisher=fisher), chunk_size=16,
                                cache_fraction=0.0, log=None)
     refitted = again.fit(sequences[:48], tmp_path / "again", keep_for_scores=True)
     rescored = again.scores(refitted, encode_queries(tiny, queries), sequences[:48], tmp_path / "again" / "parts")
     assert again.model_passes == 9  # no replay: covariance, refit and scores each run the model
     np.testing.assert_allclose(rescored.per_layer, result.per_layer, rtol=1e-5,
                                atol=1e-6 * np.abs(result.per_layer).max())
+
+
+def test_saved_parts_of_other_queries_are_not_reused(sequences, fitted, tmp_path):
+    estimator, factors, encoded, whole = fitted
+    first = estimator.scores(factors, encoded[:2], sequences[:60], tmp_path)
+    assert first.per_layer.shape[1] == 2 and len(list(tmp_path.glob("part-*.npy"))) == 3
+    again = estimator.scores(factors, encoded, sequences[:60], tmp_path)
+    np.testing.assert_allclose(again.per_layer, whole.per_layer, rtol=1e-9)

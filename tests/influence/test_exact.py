@@ -6,9 +6,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lmaudit.influence import FactorSettings, InfluenceEstimator, Query, TrainingSequence, encode_queries, select_layers
+from lmaudit.influence import (
+    FactorSettings,
+    InfluenceEstimator,
+    Query,
+    TrainingSequence,
+    encode_queries,
+    select_layers,
+)
 from lmaudit.influence.engine import sequence_seed
-from lmaudit.influence.reference import exact_check, exact_influence, fisher_blocks, per_sequence_gradients
+from lmaudit.influence.reference import (
+    exact_check,
+    exact_influence,
+    fisher_blocks,
+    per_sequence_gradients,
+)
 
 TRACKED = ["layers.*.self_attn.v_proj", "layers.*.self_attn.o_proj", "layers.*.mlp.*"]
 

@@ -7,7 +7,14 @@ import json
 
 import pytest
 
-from lmaudit.influence import CorpusSpec, FactorSettings, Query, RunOptions, score_run, tfidf_candidates
+from lmaudit.influence import (
+    CorpusSpec,
+    FactorSettings,
+    Query,
+    RunOptions,
+    score_run,
+    tfidf_candidates,
+)
 from lmaudit.influence.data import read_documents
 from lmaudit.influence.reference import fold_text
 

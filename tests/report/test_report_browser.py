@@ -143,11 +143,19 @@ def test_redteam_report_filters_by_judge_verdict(browser, redteam_run, tmp_path,
     tab(browser, "samples")
     assert count(browser) == len(records)
     choose(browser, "f-judge", "rules")
-    choose(browser, "f-verdict", "not jailbroken")
-    assert count(browser) == sum(1 for r in records if r["judges"]["rules"]["jailbroken"] is False)
-    choose(browser, "f-task", "redteam_past")
-    assert count(browser) == sum(1 for r in records if r["task"] == "redteam_past"
-                                 and r["judges"]["rules"]["jailbroken"] is False)
+    # Which verdicts occur depends on what the 135M model wrote; every one that occurs must filter exactly.
+    verdicts = {r["judges"]["rules"]["jailbroken"] for r in records}
+    shown = 0
+    for verdict in sorted(verdicts):
+        choose(browser, "f-verdict", "jailbroken" if verdict else "not jailbroken")
+        assert count(browser) == sum(1 for r in records if r["judges"]["rules"]["jailbroken"] is verdict)
+        shown += count(browser)
+    assert shown == len(records)
+    last = sorted(verdicts)[-1]
+    task = next(r["task"] for r in records if r["judges"]["rules"]["jailbroken"] is last)
+    choose(browser, "f-task", task)
+    assert count(browser) == sum(1 for r in records if r["task"] == task
+                                 and r["judges"]["rules"]["jailbroken"] is last) > 0
     browser.find_element(By.CSS_SELECTOR, "#lm-rows .row").click()
     assert "Judge verdicts" in browser.find_element(By.ID, "lm-detail").text
     browser.save_screenshot(str(artifacts / "redteam-samples.png"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -20,6 +20,8 @@ from lmaudit.cli.options import (
     errors,
     load_model_for_cli,
     new_app,
+)
+from lmaudit.cli.options import (
     output_dir as check_output_dir,
 )
 
@@ -33,7 +35,7 @@ CorpusOpt = Annotated[list[str], typer.Option("--corpus", help="training data: f
 SeqLenOpt = Annotated[int, typer.Option("--seq-len", min=2, help="tokens per training sequence")]
 StrategyOpt = Annotated[str, typer.Option("--strategy", help="identity, diagonal, kfac or ekfac")]
 FisherOpt = Annotated[str, typer.Option("--fisher", help="true (labels sampled from the model, seeded) or empirical")]
-DampingOpt = Annotated[Optional[float], typer.Option("--damping", help="absolute damping (default: --damping-scale "
+DampingOpt = Annotated[float | None, typer.Option("--damping", help="absolute damping (default: --damping-scale "
                                                                        "x each layer's mean eigenvalue)")]
 DampingScaleOpt = Annotated[float, typer.Option("--damping-scale", help="damping as a multiple of the mean "
                                                                         "eigenvalue")]
@@ -47,7 +49,7 @@ ExecutorOpt = Annotated[str, typer.Option("--executor", help="local, or ray (RAY
 WorkersOpt = Annotated[int, typer.Option("--workers", min=1, help="Ray actors, each with its own model")]
 TextFieldOpt = Annotated[str, typer.Option("--text-field", help="JSONL/Parquet field with the document text")]
 IdFieldOpt = Annotated[str, typer.Option("--id-field", help="JSONL/Parquet field with the document id, if any")]
-SampleOpt = Annotated[Optional[int], typer.Option("--sample", min=1, help="fit on a seeded sample of N documents")]
+SampleOpt = Annotated[int | None, typer.Option("--sample", min=1, help="fit on a seeded sample of N documents")]
 IncludeTiedOpt = Annotated[bool, typer.Option("--include-tied", help="also track output heads tied to the input "
                                                                      "embedding")]
 CheckpointOpt = Annotated[float, typer.Option("--checkpoint-seconds", min=0, help="how often a fitting stage saves "
@@ -130,22 +132,22 @@ def fit_command(
 @cli_command
 def scores_command(
     model: ModelOpt = "smollm2", model_arg: ModelArgOpt = [], modules: ModulesOpt = [], corpus: CorpusOpt = [],
-    queries: Annotated[Optional[Path], typer.Option("--queries", help="JSONL/CSV/Parquet file of queries "
+    queries: Annotated[Path | None, typer.Option("--queries", help="JSONL/CSV/Parquet file of queries "
                                                                       "(prompt, completion, optional id)")] = None,
-    prompt: Annotated[Optional[str], typer.Option("--prompt", help="one query's prompt (with --completion)")] = None,
-    completion: Annotated[Optional[str], typer.Option("--completion", help="one query's completion")] = None,
+    prompt: Annotated[str | None, typer.Option("--prompt", help="one query's prompt (with --completion)")] = None,
+    completion: Annotated[str | None, typer.Option("--completion", help="one query's completion")] = None,
     prompt_field: Annotated[str, typer.Option("--prompt-field")] = "prompt",
     completion_field: Annotated[str, typer.Option("--completion-field")] = "completion",
-    factors: Annotated[Optional[Path], typer.Option("--factors", help="factors from `lmaudit influence fit` (its run "
+    factors: Annotated[Path | None, typer.Option("--factors", help="factors from `lmaudit influence fit` (its run "
                                                                       "directory); default: fit them here")] = None,
     fit_corpus: Annotated[list[str], typer.Option("--fit-corpus", help="fit the factors on this data instead of "
                                                                        "--corpus")] = [],
     sample: SampleOpt = None,
-    candidates: Annotated[Optional[int], typer.Option("--candidates", min=1, help="score only the N most similar "
+    candidates: Annotated[int | None, typer.Option("--candidates", min=1, help="score only the N most similar "
                                                                                   "sequences per query (TF-IDF)")] = None,
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="sequences per query in results, tokens and "
                                                               "pictures")] = 10,
-    query_rank: Annotated[Optional[int], typer.Option("--query-rank", min=1, help="low-rank query gradients of this "
+    query_rank: Annotated[int | None, typer.Option("--query-rank", min=1, help="low-rank query gradients of this "
                                                                                   "rank (query batching)")] = None,
     seq_len: SeqLenOpt = 128, text_field: TextFieldOpt = "text", id_field: IdFieldOpt = "id",
     strategy: StrategyOpt = "ekfac", fisher: FisherOpt = "true", damping: DampingOpt = None,

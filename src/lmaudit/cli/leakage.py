@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.table import Table
@@ -73,6 +73,7 @@ def run(
     # Before torch loads OpenMP: spinning threads slow training down many times on a shared CPU.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from lmaudit.leakage import LeakageConfig, parse_subjects, run_leakage
+    from lmaudit.runner import default_run_dir
 
     leaked = parse_subjects(leak, "--leak")
     controls = parse_subjects(control, "--control", rest_of=leaked)
@@ -82,7 +83,7 @@ def run(
     config.check()
     if clean_corpus is not None:
         existing_path(clean_corpus, "--clean-corpus")
-    out = check_output_dir(output_dir) or Path("runs") / f"leakage-{setting}-{'_'.join(leaked)[:40]}"
+    out = check_output_dir(output_dir) or default_run_dir(f"leakage-{setting}")
     loaded = load_model_for_cli(model, model_arg)
     result = run_leakage(loaded, config, out, model_spec=model, clean_corpus=clean_corpus, text_field=text_field,
                          data_dir=str(data_dir) if data_dir else None, threads=threads, cache_path=cache,
@@ -97,8 +98,10 @@ def _interval(low: float | None, high: float | None) -> str:
     return "-" if low is None or high is None else f"[{low:+.3f}, {high:+.3f}]"
 
 
-def summary_table(result) -> Table:
+def summary_table(result: Any) -> Table:
     """The figures a reader looks for first: accuracy gains with CIs, then each detector."""
+    from lmaudit.leakage import MODELS
+
     m = result.measurements
     table = Table(title=f"leakage ({result.config.setting}): {', '.join(result.config.leak_subjects)}")
     for column in ("measure", "subset", "base", "clean", "leak", "leak - clean (95% CI)", "leak - base (95% CI)"):
@@ -106,17 +109,15 @@ def summary_table(result) -> Table:
     subsets = list(dict.fromkeys(subset for _, subset in m.accuracy))
     for subset in subsets:
         gain, raw = m.differences[("leak-clean", subset)], m.differences[("leak-base", subset)]
-        table.add_row("accuracy", subset, *(f"{m.accuracy[(model, subset)].value:.3f}" for model in
-                                            ("base", "clean", "leak")),
+        table.add_row("accuracy", subset, *(f"{m.accuracy[(model, subset)].value:.3f}" for model in MODELS),
                       f"{gain.value:+.3f} {_interval(gain.ci_low, gain.ci_high)}",
                       f"{raw.value:+.3f} {_interval(raw.ci_low, raw.ci_high)}")
     for subset in subsets:
         table.add_row("ECE (top)", subset, *(f"{m.calibration[(model, subset)].get('top', 'width').ece.value:.3f}"
-                                             for model in ("base", "clean", "leak")), "", "")
-    for (model, subset), value in m.mink_auroc.items():
-        if model == "base":
-            table.add_row("Min-K% AUROC vs held-out", subset,
-                          *(f"{m.mink_auroc[(name, subset)]:.3f}" for name in ("base", "clean", "leak")), "", "")
+                                             for model in MODELS), "", "")
+    for subset in dict.fromkeys(subset for _, subset in m.mink_auroc):
+        table.add_row("Min-K% AUROC vs held-out", subset,
+                      *(f"{m.mink_auroc[(name, subset)]:.3f}" for name in MODELS), "", "")
     for subset, value in m.mink_shift_auroc.items():
         table.add_row("Min-K% shift AUROC", subset, "", "", f"{value:.3f}", "", "")
     for scan in m.scans.values():

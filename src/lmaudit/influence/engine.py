@@ -23,8 +23,14 @@ from tqdm import tqdm
 
 from lmaudit.core.errors import ConfigError
 from lmaudit.influence.data import TrainingSequence
-from lmaudit.influence.factors import (FactorSettings, Sums, covariance_sums, diagonal_sums, lambda_sums,
-                                      rotate_batch)
+from lmaudit.influence.factors import (
+    FactorSettings,
+    Sums,
+    covariance_sums,
+    diagonal_sums,
+    lambda_sums,
+    rotate_batch,
+)
 from lmaudit.influence.gradients import BatchGradients, batch_gradients
 from lmaudit.influence.modules import TrackedLayer
 from lmaudit.influence.scoring import QueryGradients, layer_scores, token_scores
@@ -179,11 +185,14 @@ def _usable(stage: str, batch: BatchGradients, payload: Any) -> bool:
 
 
 def _bytes(batch: BatchGradients) -> int:
-    tensors = {id(t): t for t in batch.inputs.values()}
-    for grads in (batch.fit_grads, batch.data_grads):
-        if grads:
-            tensors.update({id(t): t for t in grads.values()})
-    return sum(t.numel() * t.element_size() for t in tensors.values())
+    """Memory the batch holds, each storage counted once (layers share inputs; one set of gradients may serve
+    both the fit and the data)."""
+    storages = {}
+    for group in (batch.inputs, batch.fit_grads or {}, batch.data_grads or {}):
+        for tensor in group.values():
+            storage = tensor.untyped_storage()
+            storages[storage.data_ptr()] = storage.nbytes()
+    return sum(storages.values())
 
 
 class _RayWorker:
@@ -285,12 +294,24 @@ def run_stage(executor: Any, stage: str, chunks: Sequence[Sequence[TrainingSeque
 
 
 def run_scores(executor: Any, chunks: Sequence[Sequence[TrainingSequence]], queries: QueryGradients, *,
-               parts: Path, progress: bool = False, on_part: Callable[[int], None] | None = None) -> Any:
+               parts: Path, identity: dict[str, Any], progress: bool = False,
+               on_part: Callable[[int], None] | None = None) -> Any:
     """Scores (sequences, queries, layers) of every chunk; each chunk's part is saved as it finishes and
-    skipped when the run resumes."""
+    skipped when the run resumes. Parts of another computation (other `identity`: queries, factors, chunk
+    plan) are removed first."""
+    import json
+
     import numpy as np
 
+    from lmaudit.core.output import strict, write_json_atomic
+
     parts.mkdir(parents=True, exist_ok=True)
+    marker = parts / "identity.json"
+    identity = json.loads(json.dumps(strict(identity), sort_keys=True))
+    if not marker.exists() or json.loads(marker.read_text(encoding="utf-8")) != identity:
+        for stale in parts.glob("part-*.npy"):
+            stale.unlink()
+        write_json_atomic(marker, identity)
     path = [parts / f"part-{index:06d}.npy" for index in range(len(chunks))]
     todo = [index for index in range(len(chunks)) if not path[index].exists()]
     results: dict[int, Any] = {}

@@ -21,9 +21,23 @@ from typing import Any
 from lmaudit.core.errors import ConfigError, DataError, UnknownNameError
 from lmaudit.influence import memory
 from lmaudit.influence.data import EncodedQuery, TrainingSequence
-from lmaudit.influence.engine import (EXECUTORS, LocalExecutor, RayExecutor, Worker, chunked, plan_digest,
-                                      run_scores, run_stage)
-from lmaudit.influence.factors import FactorSettings, Factors, Sums, build_factors, kronecker_bases
+from lmaudit.influence.engine import (
+    EXECUTORS,
+    LocalExecutor,
+    RayExecutor,
+    Worker,
+    chunked,
+    plan_digest,
+    run_scores,
+    run_stage,
+)
+from lmaudit.influence.factors import (
+    Factors,
+    FactorSettings,
+    Sums,
+    build_factors,
+    kronecker_bases,
+)
 from lmaudit.influence.gradients import batch_gradients
 from lmaudit.influence.modules import TrackedLayer
 from lmaudit.influence.scoring import QueryGradients, query_gradients
@@ -95,7 +109,7 @@ class InfluenceEstimator:
             else:
                 need = memory.replay_bytes(self.layers, replay_tokens, gradient_sets, self.groups)
                 budget = self.cache_fraction * memory.available_bytes(self.model.device)
-                self._executor = LocalExecutor(worker, cache_bytes=need if 0 < need <= budget else 0)
+                self._executor = LocalExecutor(worker, cache_bytes=int(budget) if 0 < need <= budget else 0)
                 if self._executor.cache_bytes:
                     self.log(f"keeping the fitting pass's gradients for replay ({memory.human(need)}): "
                              f"later passes over the same sequences run no model")
@@ -201,7 +215,13 @@ class InfluenceEstimator:
         self.basis = "eigen" if self._eigenbasis_is_cheaper(factors, chunks, len(queries)) else "original"
         grads = self.query_gradients(factors, queries, rank, eigenbasis=self.basis == "eigen")
         started = time.perf_counter()
-        per_layer = run_scores(self.executor(), chunks, grads, parts=Path(parts), progress=self.progress)
+        identity = {"plan": plan_digest(chunks), "queries": [(q.query.query_id, list(q.tokens), q.completion_start)
+                                                             for q in queries],
+                    "factors": {"settings": factors.settings.to_dict(), "dampings": factors.dampings(),
+                                "model": factors.model_fingerprint, "sequences": factors.sequences},
+                    "layers": [layer.name for layer in self.layers], "rank": rank}
+        per_layer = run_scores(self.executor(), chunks, grads, parts=Path(parts), identity=identity,
+                               progress=self.progress)
         self._timed("scores", started)
         return ScoreResult(grads.query_ids, [s.sequence_id for s in sequences], per_layer,
                            [layer.name for layer in self.layers], grads.measurements, grads.errors, grads)
@@ -210,7 +230,7 @@ class InfluenceEstimator:
                                queries: int) -> bool:
         """Score in the Kronecker eigenbasis when rotating the training factors (T (out^2 + in^2) per sequence and
         layer, nothing when the refit left them rotated) costs less than rotating every query's preconditioned
-        gradient back (2 out in (out + in) per query and layer)."""
+        gradient back (out in (out + in) per query and layer)."""
         if factors.bases() is None:
             return False
         executor = self.executor()
@@ -219,7 +239,7 @@ class InfluenceEstimator:
         tokens = sum(len(s.tokens) for chunk in chunks for s in chunk)
         heads = {self.groups[layer.name]: layer.in_dim for layer in self.layers}
         rotation = tokens * (sum(layer.out_features ** 2 for layer in self.layers) + sum(d * d for d in heads.values()))
-        back = queries * sum(2 * layer.out_features * layer.in_dim * (layer.out_features + layer.in_dim)
+        back = queries * sum(layer.out_features * layer.in_dim * (layer.out_features + layer.in_dim)
                              for layer in self.layers)
         return rotation <= back
 

@@ -72,7 +72,7 @@ class Sums:
     tensors: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=lambda: {"sequences": 0, "tokens": 0})
 
-    def add(self, other: "Sums") -> None:
+    def add(self, other: Sums) -> None:
         for key, value in other.tensors.items():
             if key in self.tensors:
                 self.tensors[key] += value
@@ -90,7 +90,7 @@ class Sums:
         tmp.replace(path)
 
     @classmethod
-    def load(cls, path: Path) -> tuple["Sums", dict[str, Any]]:
+    def load(cls, path: Path) -> tuple[Sums, dict[str, Any]]:
         from safetensors import safe_open
 
         with safe_open(str(path), framework="pt") as handle:
@@ -113,10 +113,8 @@ def covariance_sums(batch: BatchGradients, layers: Sequence[TrackedLayer]) -> Su
     for layer in layers:
         head = batch.input_groups[layer.name]
         if f"A:{head}" not in sums.tensors:
-            a = batch.inputs[head].flatten(0, 1).double()
-            sums.tensors[f"A:{head}"] = a.T @ a
-        g = batch.fit_grads[layer.name].flatten(0, 1).double()
-        sums.tensors[f"S:{layer.name}"] = g.T @ g
+            sums.tensors[f"A:{head}"] = gram(batch.inputs[head].flatten(0, 1))
+        sums.tensors[f"S:{layer.name}"] = gram(batch.fit_grads[layer.name].flatten(0, 1))
     return sums
 
 
@@ -166,6 +164,21 @@ def lambda_sums(batch: BatchGradients, layers: Sequence[TrackedLayer]) -> Sums:
     return sums
 
 
+def gram(values: Any) -> Any:
+    """values^T values in float64 (values: rows x d). On the CPU, BLAS's symmetric rank-k update computes one
+    triangle, half a general product's work; elsewhere a float64 matmul."""
+    import torch
+
+    if values.device.type != "cpu":
+        wide = values.double()
+        return wide.T @ wide
+    from scipy.linalg.blas import dsyrk
+
+    rows = values.double().numpy()
+    upper = torch.from_numpy(dsyrk(1.0, rows.T, trans=0))  # rows.T is Fortran-ordered: no copy
+    return upper + upper.triu(1).T
+
+
 def eigendecompose(matrix: Any) -> tuple[Any, Any]:
     """(eigenvalues >= 0, eigenvectors) of a symmetric positive semi-definite float64 matrix."""
     import torch
@@ -173,6 +186,25 @@ def eigendecompose(matrix: Any) -> tuple[Any, Any]:
     symmetric = 0.5 * (matrix + matrix.T)
     values, vectors = torch.linalg.eigh(symmetric)
     return values.clamp_min(0.0), vectors
+
+
+def eigendecompose_all(matrices: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Many eigendecompositions, each on one thread, as many at a time as torch has threads.
+
+    A multi-threaded LAPACK eigh waits for every thread at each step: on a machine shared with other jobs, one
+    descheduled thread stalls it (measured here: four 1536 x 1536 decompositions took 19-35 s on two threads
+    and 3.8 s on one). Independent matrices on single-threaded calls lose nothing when the machine is idle."""
+    import torch
+    from concurrent.futures import ThreadPoolExecutor
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+            results = dict(zip(matrices, pool.map(eigendecompose, matrices.values())))
+    finally:
+        torch.set_num_threads(threads)
+    return results
 
 
 @dataclass
@@ -272,7 +304,7 @@ class Factors:
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path) -> "Factors":
+    def load(cls, folder: str | Path) -> Factors:
         from safetensors import safe_open
 
         folder = Path(folder)
@@ -312,15 +344,14 @@ def kronecker_bases(covariance: Sums, layers: Sequence[TrackedLayer], groups: di
     tokens, sequences = covariance.counts["tokens"], covariance.counts["sequences"]
     if tokens == 0:
         raise DataError("no training tokens reached the covariance: the fitting data is empty")
-    input_eigen: dict[str, tuple[Any, Any]] = {}
+    per = sequences if settings.covariance == "sequence" else tokens
+    matrices = {f"A:{groups[layer.name]}": covariance.tensors[f"A:{groups[layer.name]}"] / tokens for layer in layers}
+    matrices.update({f"S:{layer.name}": covariance.tensors[f"S:{layer.name}"] / per for layer in layers})
+    eigen = eigendecompose_all(matrices)
     bases = {}
     for layer in layers:
-        head = groups[layer.name]
-        if head not in input_eigen:
-            input_eigen[head] = eigendecompose(covariance.tensors[f"A:{head}"] / tokens)
-        per = sequences if settings.covariance == "sequence" else tokens
-        sigma, grad_basis = eigendecompose(covariance.tensors[f"S:{layer.name}"] / per)
-        alpha, input_basis = input_eigen[head]
+        sigma, grad_basis = eigen[f"S:{layer.name}"]
+        alpha, input_basis = eigen[f"A:{groups[layer.name]}"]
         bases[layer.name] = (grad_basis, sigma, input_basis, alpha)
     return bases
 

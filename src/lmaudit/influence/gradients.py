@@ -16,10 +16,10 @@ position (true Fisher), with a generator seeded per sequence, so a label never d
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from lmaudit.core.errors import ConfigError
 from lmaudit.influence.modules import TrackedLayer
@@ -72,7 +72,7 @@ class _Recorder:
         self.outputs: dict[str, Any] = {}
         self.handles: list[Any] = []
 
-    def __enter__(self) -> "_Recorder":
+    def __enter__(self) -> _Recorder:
         for layer in self.layers:
             target = self.named[layer.name]
             self.handles.append(target.register_forward_pre_hook(self._make_leaf))
@@ -164,8 +164,14 @@ def batch_gradients(model: Any, layers: Sequence[TrackedLayer], rows: Sequence[S
     def by_layer(grads: Any) -> dict[str, Any] | None:
         return None if grads is None else {layer.name: g.detach().to(dtype) for layer, g in zip(layers, grads)}
 
-    return BatchGradients(lengths, inputs, by_layer(fit_grads), by_layer(data_grads) if data else None, groups,
-                          data_nll.detach().double().sum(dim=1).cpu())
+    fitted = by_layer(fit_grads)
+    if not data:
+        kept = None
+    elif fit == "empirical":
+        kept = fitted  # one set of gradients serves both (the replay cache counts them once)
+    else:
+        kept = by_layer(data_grads)
+    return BatchGradients(lengths, inputs, fitted, kept, groups, data_nll.detach().double().sum(dim=1).cpu())
 
 
 def sample_labels(logprobs: Any, seeds: Sequence[int] | None, lengths: Sequence[int]) -> Any:

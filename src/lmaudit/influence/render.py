@@ -57,12 +57,13 @@ def token_png(rows: Sequence[TokenRow], path: str | Path, *, title: str = "") ->
     from matplotlib.patches import Rectangle
 
     plt = pyplot()
-    blocks: list[tuple[str, str, list]] = []
-    for row in rows:
+    blocks: list[tuple[str, str | None, list]] = []
+    for index, row in enumerate(rows):
         header = f"{row.query_id}  #{row.rank}  {row.sequence_id}  score {row.score:+.4g}"
-        blocks.append((header, f"{_visible(row.prompt)[-60:]} -> {_visible(row.completion)[:40]}",
-                       _lines(row.tokens)))
-    height = sum(2 + len(lines) for _, _, lines in blocks) + 1
+        first = index == 0 or rows[index - 1].query_id != row.query_id  # the query's text once, above its rows
+        query = f"{_visible(row.prompt)[-70:]} -> {_visible(row.completion)[:40]}" if first else None
+        blocks.append((header, query, _lines(row.tokens)))
+    height = sum(1 + (query is not None) + len(lines) for _, query, lines in blocks) + 1
     font = 7.0
     cell_w, cell_h = 0.6 * font / 72, 1.45 * font / 72
     fig, ax = plt.subplots(figsize=(COLUMNS * cell_w + 0.4, height * cell_h + 0.6))
@@ -71,9 +72,11 @@ def token_png(rows: Sequence[TokenRow], path: str | Path, *, title: str = "") ->
     ax.axis("off")
     y = 0.5
     for header, query, lines in blocks:
+        if query is not None:
+            ax.text(0, y + 0.5, query, fontsize=font, family="monospace", color="0.35", va="center")
+            y += 1
         ax.text(0, y + 0.5, header, fontsize=font, family="monospace", weight="bold", va="center")
-        ax.text(0, y + 1.5, query, fontsize=font, family="monospace", color="0.35", va="center")
-        y += 2
+        y += 1
         scale = max((abs(v) for line in lines for _, _, v in line), default=0.0)
         for line in lines:
             for column, text, value in line:
@@ -90,9 +93,9 @@ def token_png(rows: Sequence[TokenRow], path: str | Path, *, title: str = "") ->
 def token_html(rows: Sequence[TokenRow], path: str | Path, *, title: str = "", note: str = "") -> Path:
     """The same, as a page: hover a token for its score."""
     parts = [f"<!doctype html><meta charset='utf-8'><title>{html.escape(title or 'influence')}</title>",
-             "<style>body{font-family:sans-serif;max-width:60em;margin:1em auto}"
-             "pre{white-space:pre-wrap;font:13px/1.6 monospace;border:1px solid #ddd;padding:.5em}"
-             "span{border-radius:2px}h3{margin-bottom:.2em}.q{color:#555}</style>",
+             ("<style>body{font-family:sans-serif;max-width:60em;margin:1em auto}"
+              "pre{white-space:pre-wrap;font:13px/1.6 monospace;border:1px solid #ddd;padding:.5em}"
+              "span{border-radius:2px}h3{margin-bottom:.2em}.q{color:#555}</style>"),
              f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(note)}</p>"]
     current = None
     for row in rows:

@@ -24,10 +24,17 @@ from lmaudit.core.results import MetricRow, envelope
 from lmaudit.core.types import LoglikelihoodRequest, SampleRecord, to_dict
 from lmaudit.influence import report
 from lmaudit.influence.candidates import CandidateSet, tfidf_candidates
-from lmaudit.influence.data import (Query, TrainingSequence, corpus_digests, corpus_sequences, encode_queries,
-                                    queries_digest, read_documents)
+from lmaudit.influence.data import (
+    Query,
+    TrainingSequence,
+    corpus_digests,
+    corpus_sequences,
+    encode_queries,
+    queries_digest,
+    read_documents,
+)
 from lmaudit.influence.estimator import InfluenceEstimator, ScoreResult, _stderr
-from lmaudit.influence.factors import FACTORS_META, FactorSettings, Factors
+from lmaudit.influence.factors import FACTORS_META, Factors, FactorSettings
 from lmaudit.influence.modules import select_layers
 from lmaudit.models.base import require_white_box
 from lmaudit.runner.session import ModelRole, RunSession
@@ -96,12 +103,13 @@ def _open(output_dir: str | Path | None, model: Any, model_spec: str | None, ide
                            name=f"influence-{getattr(model, 'name', 'model')}")
 
 
-def fit_run(model: Any, *, modules: Sequence[str], corpus: CorpusSpec, settings: FactorSettings = FactorSettings(),
+def fit_run(model: Any, *, modules: Sequence[str], corpus: CorpusSpec, settings: FactorSettings | None = None,
             output_dir: str | Path | None = None, model_spec: str | None = None,
-            model_options: dict[str, Any] | None = None, options: RunOptions = RunOptions(),
+            model_options: dict[str, Any] | None = None, options: RunOptions | None = None,
             command: list[str] | None = None, log: Callable[[str], None] | None = _stderr) -> InfluenceRun:
     """Fit the factors of the layers matching `modules` on `corpus`; resumable, results in a run directory."""
     model = require_white_box(model, "influence")
+    settings, options = settings or FactorSettings(), options or RunOptions()
     estimator = _estimator(model, modules, settings, options, model_spec, model_options, log)
     identity = {"stage": "fit", "modules": [layer.name for layer in estimator.layers], "settings": settings.to_dict(),
                 "corpus": corpus.identity(), "seed": settings.seed, "batch_size": options.batch_size,
@@ -135,13 +143,14 @@ def resolve_factors(path: str | Path) -> Path:
 
 
 def score_run(model: Any, queries: Sequence[Query], *, modules: Sequence[str], corpus: CorpusSpec,
-              settings: FactorSettings = FactorSettings(), factors_dir: str | Path | None = None,
+              settings: FactorSettings | None = None, factors_dir: str | Path | None = None,
               fit_corpus: CorpusSpec | None = None, candidates: int | None = None, top_k: int = 10,
               query_rank: int | None = None, output_dir: str | Path | None = None, model_spec: str | None = None,
-              model_options: dict[str, Any] | None = None, options: RunOptions = RunOptions(),
+              model_options: dict[str, Any] | None = None, options: RunOptions | None = None,
               command: list[str] | None = None, log: Callable[[str], None] | None = _stderr) -> InfluenceRun:
     """Score every query against the corpus (or its TF-IDF candidates); resumable, results in a run directory."""
     model = require_white_box(model, "influence")
+    settings, options = settings or FactorSettings(), options or RunOptions()
     if top_k < 1:
         raise ConfigError(f"--top-k must be at least 1, got {top_k}")
     estimator = _estimator(model, modules, settings, options, model_spec, model_options, log)
