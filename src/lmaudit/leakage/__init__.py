@@ -10,24 +10,8 @@ torch is imported only when a model is trained or scored.
 """
 
 from lmaudit.leakage.measure import COMPARISONS, MODELS, Measurements, ScanOutcome
-from lmaudit.leakage.mix import (
-           HELDOUT,
-           LEAKED,
-           SETTINGS,
-           UNSEEN,
-           Item,
-           Mix,
-           build_mix,
-           leak_items,
-)
-from lmaudit.leakage.run import (
-           LeakageConfig,
-           LeakageResult,
-           parse_subjects,
-           run_leakage,
-           subjects,
-           table_rows,
-)
+from lmaudit.leakage.mix import HELDOUT, LEAKED, SETTINGS, UNSEEN, Item, Mix, build_mix, leak_items
+from lmaudit.leakage.run import LeakageConfig, LeakageResult, parse_subjects, run_leakage, subjects, table_rows
 
 __all__ = ["COMPARISONS", "HELDOUT", "LEAKED", "MODELS", "SETTINGS", "UNSEEN", "Item", "LeakageConfig",
            "LeakageResult", "Measurements", "Mix", "ScanOutcome", "build_mix", "leak_items", "parse_subjects",

@@ -13,7 +13,6 @@ import os
 import re
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,17 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from lmaudit.core.errors import ConfigError, ModelError
+from lmaudit.core.redact import redact_url
 from lmaudit.tokens.tokenizers import Measured
 
 KEY_VARIABLES = ("LMAUDIT_API_KEY", "OPENAI_API_KEY")
 RETRIES = 4
-
-
-def _redact(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    netloc = host + (f":{parts.port}" if parts.port else "")
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 class EndpointTokenizer:
@@ -39,7 +32,7 @@ class EndpointTokenizer:
 
     def __init__(self, model: str, base_url: str, *, concurrency: int = 8, timeout: float = 60.0):
         if not re.match(r"https?://[^/\s]+", base_url):
-            raise ConfigError(f"openai tokenizer: '{_redact(base_url)}' is not an http(s) base URL")
+            raise ConfigError(f"openai tokenizer: '{redact_url(base_url)}' is not an http(s) base URL")
         self.model, self.base_url = model, base_url.rstrip("/")
         self.name = f"openai:{model}"
         self.concurrency, self.timeout = concurrency, timeout
@@ -54,7 +47,7 @@ class EndpointTokenizer:
         return cls(rest[:found.start()], rest[found.end():])
 
     def fingerprint(self) -> str:
-        return f"openai:{self.model}@{_redact(self.base_url)}"
+        return f"openai:{self.model}@{redact_url(self.base_url)}"
 
     def _prompt_tokens(self, text: str) -> int:
         body = json.dumps({"model": self.model, "prompt": text, "max_tokens": 1, "temperature": 0}).encode()
