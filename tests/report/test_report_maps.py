@@ -18,6 +18,7 @@ from lmaudit.maps import (
     build_map,
     builtin,
     flat,
+    is_binary,
     layout,
     load,
     mcnemar_exact,
@@ -117,6 +118,11 @@ def test_wilson_matches_scipy(k, n):
 def test_mcnemar_exact_matches_the_binomial_test(b_only, a_only):
     expected = 1.0 if b_only + a_only == 0 else scipy_stats.binomtest(b_only, b_only + a_only, 0.5).pvalue
     assert mcnemar_exact(b_only, a_only) == pytest.approx(expected, rel=1e-9)
+
+
+def test_is_binary_compares_each_value_with_0_and_1():
+    assert is_binary([0.0, 1.0, 1, True, False, -0.0]) and is_binary([])
+    assert not is_binary([0.0, 0.5]) and not is_binary([float("nan")]) and not is_binary([2.0, 1.0])
 
 
 @pytest.mark.parametrize("scale", [1.0, 0.37])  # 0/1 scores (counts over 3 levels), and 80 distinct levels

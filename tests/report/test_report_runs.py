@@ -263,3 +263,27 @@ def test_texts_with_unicode_line_separators_read_back_as_one_record(tmp_path):
         session.finish(envelope("tokens", aggregate_rows(aggregate(session.records(), ["fits"]), task="t")))
     run = open_run(tmp_path / "nel")
     assert [r.target for r in run.records] == [text]
+
+
+def test_records_read_as_json_reads_them_where_a_fast_parser_would_differ(tmp_path):
+    """RunDir.records() may parse with orjson; NaN, integers beyond 64 bits, lone surrogates and blank or
+    whitespace-only lines still come back exactly as json.loads gives them."""
+    values = [float("nan"), 2**70, -(2**64) - 1, 12345678901234567890, "a\x85b", 5e-324]
+    with RunSession.open(tmp_path / "odd", kind="tokens", identity={}, progress=False) as session:
+        session.append([SampleRecord("t", str(i), value, {}, [], [], {"fits": 1.0}) for i, value in enumerate(values)])
+        session.finish(envelope("tokens", aggregate_rows(aggregate(session.records(), ["fits"]), task="t")))
+    # a lone surrogate, escaped (lmaudit's writer cannot write one, another writer can), then blank lines
+    last = SampleRecord("t", "x", "SURROGATE", {}, [], [], {"fits": 1.0}).to_json().replace("SURROGATE", "\\ud800")
+    with open(tmp_path / "odd" / "samples.jsonl", "a", encoding="utf-8") as handle:
+        handle.write(last + "\n  \n\x85\n")
+    targets = [r.target for r in open_run(tmp_path / "odd").records]
+    assert repr(targets) == repr([*values, "\ud800"])
+    assert [type(t) for t in targets] == [type(v) for v in [*values, ""]]
+
+
+def test_the_payload_reads_back_as_json_wrote_it():
+    """The encoder may be orjson; what it cannot write (an integer beyond 64 bits) goes through json."""
+    from lmaudit.report.html import decode, encode
+
+    payload = {"big": 2**70, "text": "é\u2028\x85", "keys": {1: "one"}, "float": 0.1, "none": None}
+    assert decode(encode(payload)) == json.loads(json.dumps(payload))

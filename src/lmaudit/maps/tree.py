@@ -132,15 +132,11 @@ def node_stats(records: Sequence[SampleRecord], metric: str, seed: int, min_n: i
                      (_none_if_nan(ci[0]), _none_if_nan(ci[1])), method, n < min_n)
 
 
-def node_diff(first: Mapping[tuple[str, str], tuple[float, str]], other: Sequence[SampleRecord], metric: str,
-              seed: int, leaves: set[str]) -> NodeDiff:
-    """`first`: (task, sample id) -> (score, group value) of the first run; `other`: the node's records of a
-    later run. Pairs are the samples both scored whose first-run record is under the node too."""
-    pairs = []
-    for r in other:
-        mine = first.get((r.task, r.sample_id))
-        if mine is not None and mine[1] in leaves and metric in r.scores:
-            pairs.append((mine[0], r.scores[metric]))
+def node_diff(entries: Sequence[tuple[float, float, str] | None], seed: int, leaves: set[str]) -> NodeDiff:
+    """`entries`: the node's records of a later run, each as (first run's score, its score, the first run's
+    group value), None where the first run did not score that sample. Pairs are the samples both scored whose
+    first-run record is under the node too."""
+    pairs = [(e[0], e[1]) for e in entries if e is not None and e[2] in leaves]
     if not pairs:
         return NodeDiff(0, None, (None, None), None)
     a, b = [p[0] for p in pairs], [p[1] for p in pairs]
@@ -149,6 +145,14 @@ def node_diff(first: Mapping[tuple[str, str], tuple[float, str]], other: Sequenc
     if is_binary(a) and is_binary(b):
         p = mcnemar_exact(sum(1 for x, y in pairs if y > x), sum(1 for x, y in pairs if x > y))
     return NodeDiff(len(pairs), value, (low, high), p)
+
+
+def _paired(first: Mapping[tuple[str, str], tuple[float, str]], record: SampleRecord,
+            metric: str) -> tuple[float, float, str] | None:
+    mine = first.get((record.task, record.sample_id))
+    if mine is None or metric not in record.scores:
+        return None
+    return mine[0], record.scores[metric], mine[1]
 
 
 def build_map(runs: Sequence[MapRun], hierarchy: Hierarchy, metric: str, *,
@@ -167,6 +171,8 @@ def build_map(runs: Sequence[MapRun], hierarchy: Hierarchy, metric: str, *,
         positions.append(where)
     first = {(r.task, r.sample_id): (r.scores[metric], value) for value, r in keyed[0] if metric in r.scores} \
         if keyed else {}
+    # each later run's records paired with the first run's once, not once per node above them
+    paired = [None] + [[_paired(first, r, metric) for _, r in pairs] for pairs in keyed[1:]]
     placed = [v for v in hierarchy.paths if v in present]
     unmapped = sorted(present - set(hierarchy.paths))
     ordered = placed + unmapped
@@ -185,14 +191,14 @@ def build_map(runs: Sequence[MapRun], hierarchy: Hierarchy, metric: str, *,
         if parent is not None:
             children.setdefault(parent, []).append(node_id)
         wanted = set(leaves)
-        members = [[pairs[i][1] for i in sorted(i for value in leaves for i in where.get(value, ()))]
-                   for pairs, where in zip(keyed, positions)]
+        indices = [sorted(i for value in leaves for i in where.get(value, ())) for where in positions]
+        members = [[pairs[i][1] for i in mine] for pairs, mine in zip(keyed, indices)]
         name = "" if not path else (f"{hierarchy.key}={path[-1]}" if path[-1] in present and len(leaves) == 1
                                     else None)
         stats = tuple(node_stats(m, metric, run.seed, min_n, run.known.get(name) if name is not None else None)
                       for m, run in zip(members, runs))
-        diffs = tuple(None if index == 0 else node_diff(first, m, metric, runs[0].seed, wanted)
-                      for index, m in enumerate(members))
+        diffs = tuple(None if index == 0 else node_diff([entries[i] for i in mine], runs[0].seed, wanted)
+                      for index, (entries, mine) in enumerate(zip(paired, indices)))
         label = path[-1] if path else hierarchy.name.split(" (")[0]
         nodes.append(MapNode(node_id, label, len(path), parent, tuple(v for v in ordered if v in wanted),
                              stats, diffs))

@@ -23,19 +23,20 @@ from lmaudit.report.runs import Run
 MISSING = -1  # "no string" / "not applicable" in the integer columns
 
 
-class Strings:
-    def __init__(self) -> None:
-        self.table: list[str] = []
-        self._index: dict[str, int] = {}
+class Strings(dict):
+    """Text -> its index in the table, None -> MISSING. A dict, so `strings[text]` (a few hundred thousand per
+    report) is a lookup in C and only a new text runs Python; insertion order makes the keys the table."""
 
-    def __call__(self, text: str | None) -> int:
-        if text is None:
-            return MISSING
-        index = self._index.get(text)
-        if index is None:
-            index = self._index[text] = len(self.table)
-            self.table.append(text)
+    def __init__(self) -> None:
+        super().__init__({None: MISSING})
+
+    def __missing__(self, text: str) -> int:
+        index = self[text] = len(self) - 1
         return index
+
+    @property
+    def table(self) -> list[str]:
+        return list(self)[1:]
 
 
 def _number(value: Any, digits: int = 6) -> float | None:
@@ -65,16 +66,16 @@ def _exchanges(record: SampleRecord, strings: Strings) -> list[list[Any]]:
     for index, request in enumerate(record.requests):
         response = responses[index] if index < len(responses) else {}
         kind = request.get("kind")
-        role = strings(roles[index]) if index < len(roles) else MISSING
+        role = strings[roles[index]] if index < len(roles) else MISSING
         if kind == "loglikelihood":
-            out.append([LL, role, strings(request.get("context")), strings(request.get("continuation")),
+            out.append([LL, role, strings[request.get("context")], strings[request.get("continuation")],
                         _number(response.get("logprob"), 4), 1 if response.get("is_greedy") else 0])
         elif kind == "generate":
-            out.append([GEN, role, strings(_prompt(request)), strings(response.get("text")), None,
-                        strings(response.get("finish_reason"))])
+            out.append([GEN, role, strings[_prompt(request)], strings[response.get("text")], None,
+                        strings[response.get("finish_reason")]])
         else:
             logprobs = response.get("logprobs") or []
-            out.append([TOK, role, strings(request.get("text")), MISSING,
+            out.append([TOK, role, strings[request.get("text")], MISSING,
                         _number(sum(logprobs), 4) if logprobs else None, len(logprobs)])
     return out
 
@@ -140,30 +141,30 @@ def add_samples(columns: SampleColumns, run_index: int, run: Run, recomputed: Re
         metric = primary.get(record.task)
         value = record.scores.get(metric) if metric else None
         columns.run.append(run_index)
-        columns.task.append(strings(record.task))
-        columns.id.append(strings(record.sample_id))
+        columns.task.append(strings[record.task])
+        columns.id.append(strings[record.sample_id])
         columns.ok.append(int(value) if value is not None and binary.get(record.task) else MISSING)
         columns.primary.append(_number(value))
         flag = contamination.get((record.task, record.sample_id))
         columns.contaminated.append(MISSING if flag is None else int(flag))
         keys = group_keys.get(record.task) or set(record.metadata)
         grouped = [k for k, v in record.metadata.items() if k in keys and isinstance(v, (str, int, float, bool))]
-        columns.groups.append([strings(f"{k}={record.metadata[k]}") for k in grouped])
-        columns.scores.append([[strings(k), _number(v)] for k, v in record.scores.items()])
+        columns.groups.append([strings[f"{k}={record.metadata[k]}"] for k in grouped])
+        columns.scores.append([[strings[k], _number(v)] for k, v in record.scores.items()])
         columns.judges.append([x for name, v in (record.judges or {}).items()
-                               for x in (strings(name), strings(verdict_label(v)))])
+                               for x in (strings[name], strings[verdict_label(v)])])
         # metadata the groups do not already carry
-        rest = [[strings(k), strings(_text(v))] for k, v in record.metadata.items() if k not in grouped]
-        detail: dict[str, Any] = {"t": strings(_text(record.target)), "x": _exchanges(record, strings)}
+        rest = [[strings[k], strings[_text(v)]] for k, v in record.metadata.items() if k not in grouped]
+        detail: dict[str, Any] = {"t": strings[_text(record.target)], "x": _exchanges(record, strings)}
         if rest:
             detail["m"] = rest
         if record.judges:  # [judge, verdict as JSON] string ids: the few distinct verdicts are stored once
-            detail["j"] = [[strings(name), strings(json.dumps(v, ensure_ascii=False, sort_keys=True))]
+            detail["j"] = [[strings[name], strings[json.dumps(v, ensure_ascii=False, sort_keys=True)]]
                            for name, v in record.judges.items()]
         if record.execution is not None:
             detail["e"] = record.execution
         if record.source_id:
-            detail["src"] = strings(record.source_id)
+            detail["src"] = strings[record.source_id]
         columns.detail.append(detail)
     return where
 
@@ -171,6 +172,8 @@ def add_samples(columns: SampleColumns, run_index: int, run: Run, recomputed: Re
 def _text(value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value
+    if value.__class__ is int:  # an MMLU target, once per record: what json.dumps writes, without its cost
+        return str(value)
     if isinstance(value, (bool, int, float)):
         return json.dumps(value)
     return json.dumps(value, ensure_ascii=False, sort_keys=True)

@@ -16,12 +16,15 @@
   const LL = 0, GEN = 1;  // exchange kinds (payload.py)
 
   async function decode() {
-    // The browser decodes base64 (a data: URL) and gunzips in native code, and Response.json() parses the
-    // bytes without first building the whole text as one JS string; then the encoded text is dropped.
+    // The browser decodes base64 and gunzips in native code, and Response.json() parses the bytes without
+    // first building the whole text as one JS string; then the encoded text is dropped. Uint8Array.fromBase64
+    // (Chromium 140+, Firefox 133+, Safari 18.2+) takes 10 ms where a data: URL fetch takes about 100 ms.
     const holder = $("lm-data");
-    const response = await fetch("data:application/octet-stream;base64," + holder.textContent.trim());
+    const text = holder.textContent.trim();
     holder.textContent = "";
-    return new Response(response.body.pipeThrough(new DecompressionStream("gzip"))).json();
+    const body = Uint8Array.fromBase64 ? new Blob([Uint8Array.fromBase64(text)]).stream()
+      : (await fetch("data:application/octet-stream;base64," + text)).body;
+    return new Response(body.pipeThrough(new DecompressionStream("gzip"))).json();
   }
 
   // -- helpers ---------------------------------------------------------------------------------------
