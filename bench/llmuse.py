@@ -12,8 +12,9 @@ independent optimisation); the ratio is against that scaled time. Wall and CPU s
 shared machine the wall time measures the other jobs as much as this code.
 
 accuracy: the issue's reference setting (2,000 words, 10k + 10k reference sentences, 5,000 target sentences)
-at shares 0-0.25, `--repetitions` fresh corpora per share; for each, our bias-corrected estimate with the joint
-bootstrap interval, and the anchor's target-only percentile interval and its midpoint, from the same draws.
+at shares 0-0.25, `--repetitions` fresh corpora per share; for each, our bias-corrected estimate with its
+interval (references' and target's variances bootstrapped separately), and the anchor's target-only percentile
+interval and its midpoint, from the same draws.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from lmaudit.core.errors import DataError
 from lmaudit.llmuse.anchor import anchor_bootstrap, anchor_log_probabilities
 from lmaudit.llmuse.kernels import bootstrap_target, log_likelihoods, solve_weighted
 from lmaudit.llmuse.matrix import from_index_lists, from_rows
-from lmaudit.llmuse.mle import CHI2_95, MixtureProblem, estimate
+from lmaudit.llmuse.mle import CHI2_95, Z95, MixtureProblem, estimate
 from lmaudit.llmuse.simulate import sample_mixture, sample_sentences, word_model
 from lmaudit.llmuse.validation import SimulationSizes, StudySettings, headline, validate_simulated
 
@@ -142,5 +142,28 @@ def test_joint_bootstrap_removes_the_reference_bias_the_target_only_method_keeps
     problem = MixtureProblem(*(from_rows(sample_sentences(rng, pr, 10_000)) for pr in (model.p, model.q)),
                              from_rows(sample_mixture(rng, model, 5000, 0.1)))
     found = estimate(problem, resamples=200, seed=3)
-    assert found.ci.low <= found.alpha <= found.ci.high and found.bias > 0
-    assert found.ci_target_only.width < found.ci.width  # the references add uncertainty
+    assert found.bias > 0
+    assert found.ci.low == pytest.approx(found.alpha - Z95 * found.stderr)
+    assert found.ci.high == pytest.approx(found.alpha + Z95 * found.stderr)
+    # the references add uncertainty to the target's own (fixed-composition) part
+    target_part = (found.stderr_target_only**2 - found.alpha * (1 - found.alpha) / found.n_target) ** 0.5
+    assert found.stderr > target_part and 0.1 < found.reference_share < 0.9
+    # what is neither target nor references is the bias's Monte Carlo error: small
+    assert 0 < 1 - target_part**2 / found.stderr**2 - found.reference_share < 0.02
+
+
+def test_a_corpus_told_apart_exactly_has_its_share_known_to_the_sentence():
+    """Human and AI sentences with disjoint words: the MLE is the corpus's own share, whatever the references'
+    noise, so the interval (for this corpus's share, a fixed count) shrinks to it, while the target-only
+    bootstrap still spreads by the binomial draw of how many AI sentences a resample holds."""
+    rng = np.random.default_rng(5)
+
+    def sentences(n, first):
+        return from_index_lists([rng.choice(np.arange(first, first + 10), 3, replace=False) for _ in range(n)], 20)
+
+    target = from_index_lists([rng.choice(np.arange(10 * (i < 100), 10 * (i < 100) + 10), 3, replace=False)
+                               for i in range(1000)], 20)
+    found = estimate(MixtureProblem(sentences(1000, 0), sentences(1000, 10), target), resamples=200, seed=0)
+    assert found.mle == pytest.approx(0.1, abs=1e-6) and found.ci.covers(0.1)
+    assert found.stderr_target_only == pytest.approx((0.1 * 0.9 / 1000) ** 0.5, rel=0.25)
+    assert found.ci.width < 0.15 * found.ci_target_only.width

@@ -14,8 +14,8 @@ computed from one exponential of -|d|, so neither is lost to rounding when the o
 A bootstrap resample draws n sentences with replacement from each corpus it resamples. The draws come from a
 counter-based generator (SplitMix64 keyed by the seed and the resample's number), so a resample's result does not
 depend on the thread that ran it or on how many threads there are. One resample, in one pass each: count the
-drawn human and AI reference sentences' words (new p and q), draw the target's weights, compute d only for the
-target rows drawn at least once, and solve.
+drawn human and AI reference sentences' words (new p and q), draw the target's weights (or keep its own
+multiplicities, for a references-only resample), compute d only for the target rows drawn at least once, and solve.
 """
 
 from __future__ import annotations
@@ -158,8 +158,10 @@ def _log_odds(counts: np.ndarray, n: float, smoothing: float, logit: np.ndarray)
 
 @njit(cache=True, parallel=True)
 def bootstrap_joint(t_indptr, t_indices, t_owners, h_indptr, h_indices, h_owners, q_indptr, q_indices, q_owners,
-                    width: int, smoothing: float, seed: int, resamples: int, start: float) -> np.ndarray:
-    """MLEs of `resamples` resamples of the human references, the AI references and the target together."""
+                    width: int, smoothing: float, seed: int, resamples: int, start: float,
+                    resample_target: bool) -> np.ndarray:
+    """MLEs of `resamples` resamples of the human and AI references, with the target resampled too when
+    `resample_target` and held as it is otherwise."""
     out = np.empty(resamples)
     n_h, n_q = float(h_owners.size), float(q_owners.size)
     m_t, m_h, m_q = t_indptr.size - 1, h_indptr.size - 1, q_indptr.size - 1
@@ -170,7 +172,12 @@ def bootstrap_joint(t_indptr, t_indices, t_owners, h_indptr, h_indices, h_owners
         logit_p, logit_q = np.empty(width), np.empty(width)
         _draw_counts(h_owners, h_rows, state)
         _draw_counts(q_owners, q_rows, state)
-        _draw_counts(t_owners, t_rows, state)
+        if resample_target:
+            _draw_counts(t_owners, t_rows, state)
+        else:
+            t_rows[:] = 0
+            for owner in t_owners:
+                t_rows[owner] += 1
         _word_counts(h_indptr, h_indices, h_rows, h_words)
         _word_counts(q_indptr, q_indices, q_rows, q_words)
         offset = _log_odds(q_words, n_q, smoothing, logit_q) - _log_odds(h_words, n_h, smoothing, logit_p)

@@ -11,13 +11,23 @@ exact maximiser of the concave log-likelihood (`kernels`).
 
 p and q are estimates from finite corpora, and their noise pushes alpha towards the middle (a mixture of two noisy
 distributions fits the target better than either). The joint bootstrap resamples the human references, the AI
-references and the target together; the spread of its replicates is the honest uncertainty, and the shift of
-their mean above the MLE estimates that bias, which is subtracted (bootstrap bias correction; the replicates
-carry about twice the reference noise of the MLE, so the shift is about the bias itself). The reported interval
-is the replicates' 2.5-97.5% percentile interval moved down by twice that shift, so it sits around the corrected
-estimate. (The basic interval, 2 alpha_hat minus the quantiles, is the same for a symmetric spread but collapses
-to [0, 0] whenever the MLE is 0; the moved percentile interval keeps its upper end.) Beside it: the target-only
-percentile interval and its midpoint (what the anchor reports), and the profile-likelihood interval given p and q.
+references and the target together; the shift of its replicates' mean above the MLE estimates that bias, which
+is subtracted (bootstrap bias correction; a replicate carries about twice the reference noise of the MLE, so the
+shift is about the bias itself).
+
+The interval is the corrected share +- 1.96 standard errors, the variance split into its two independent sources,
+each bootstrapped around the estimate: the references (resampled, target held) and the target (resampled, p and
+q held). Two things make the joint replicates' own spread too wide for it. (1) A replicate evaluates the target's
+noise at the doubled reference noise of its resampled p and q, where the MLE is more variable (in the setting
+of bench/llmuse.py at share 0, a target-only spread of 0.58 points with p and q, 0.65 with resampled ones); there
+the joint spread was 0.75 points against 0.63 for the estimates, which the two separate parts (0.52 and 0.35)
+match. (2) The share to estimate is that of this corpus: a fixed number of its
+sentences. Resampling the target with replacement draws that number binomially, which adds alpha (1 - alpha) / n
+to the target's variance (to first order, exactly: the MLE's variance under iid sampling is 1 / (n I) and under a
+fixed composition 1 / (n I) - alpha (1 - alpha) / n), so that term is taken out. The Monte Carlo error of the
+estimated bias (the joint variance over the number of resamples) is added. Beside it: the joint percentile
+interval, the target-only percentile interval and its midpoint (what the anchor reports), and the
+profile-likelihood interval given p and q.
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ from lmaudit.llmuse.matrix import SentenceMatrix
 
 SMOOTHING = 0.5
 CHI2_95 = 3.841458820694124  # 95% quantile of chi-square with one degree of freedom
+Z95 = 1.959963984540054  # 97.5% quantile of the standard normal
 
 
 @dataclass(frozen=True)
@@ -52,14 +63,14 @@ class MixtureEstimate:
     alpha: float  # the bias-corrected share (the estimate to report)
     mle: float  # the plug-in maximum-likelihood estimate
     bias: float  # estimated bias of the MLE: mean of the joint replicates minus the MLE
-    ci: Interval  # joint bootstrap percentile interval moved by twice the bias: centred on the corrected share
+    ci: Interval  # corrected share +- 1.96 stderr (clipped to [0, 1])
     ci_percentile: Interval  # joint bootstrap percentile interval (not corrected)
     ci_target_only: Interval  # resampling the target only, percentile (the anchor's interval)
     ci_profile: Interval  # profile likelihood given p and q (target noise under the model only)
     anchor: float  # midpoint of the target-only interval: the number the anchor reports
-    stderr: float  # standard deviation of the joint replicates
-    stderr_target_only: float
-    reference_share: float  # share of the joint variance that comes from the finite references
+    stderr: float  # of the corrected share: variances of the references, the target (fixed composition), the bias
+    stderr_target_only: float  # of the target-only replicates (the anchor's)
+    reference_share: float  # share of stderr^2 that comes from the finite references
     n_target: int
     n_human: int
     n_ai: int
@@ -130,9 +141,11 @@ class MixtureProblem:
 
         return Interval(edge(alpha_hat, 0.0), edge(alpha_hat, 1.0))
 
-    def bootstrap(self, resamples: int, rng: np.random.Generator, *, references: bool,
+    def bootstrap(self, resamples: int, rng: np.random.Generator, *, references: bool, target: bool = True,
                   start: float = 0.5) -> np.ndarray:
-        """MLEs of `resamples` resamples of the target, and of both reference corpora too when `references`."""
+        """MLEs of `resamples` resamples of the target and/or of both reference corpora (the rest held fixed)."""
+        if not (references or target):
+            raise ConfigError("a bootstrap must resample the references, the target or both")
         seed = int(rng.integers(0, 2**63))
         t = self.target
         if not references:
@@ -140,7 +153,7 @@ class MixtureProblem:
         h, q = self.human, self.ai
         return bootstrap_joint(t.rows.indptr, t.rows.indices, t.owners, h.rows.indptr, h.rows.indices, h.owners,
                                q.rows.indptr, q.rows.indices, q.owners, t.width, self.smoothing, seed, resamples,
-                               start)
+                               start, target)
 
 
 def _clip(x: float) -> float:
@@ -149,23 +162,28 @@ def _clip(x: float) -> float:
 
 
 def estimate(problem: MixtureProblem, *, resamples: int = 1000, seed: int = 0) -> MixtureEstimate:
-    """The MLE, its bias correction and the three intervals, with the references' share of the variance."""
+    """The MLE, its bias correction and the intervals, with the references' share of the variance."""
     if resamples < 20:
         raise ConfigError(f"resamples must be at least 20 for a 95% interval, got {resamples}")
-    joint_rng, target_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    joint_rng, target_rng, reference_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
     alpha_hat = problem.mle()
     joint = problem.bootstrap(resamples, joint_rng, references=True, start=alpha_hat)
     target_only = problem.bootstrap(resamples, target_rng, references=False, start=alpha_hat)
+    references_only = problem.bootstrap(resamples, reference_rng, references=True, target=False, start=alpha_hat)
     bias = float(joint.mean() - alpha_hat)
+    alpha = _clip(alpha_hat - bias)
+    n = problem.target.n
+    var_target = max(float(target_only.var(ddof=1)) - alpha * (1.0 - alpha) / n, 0.0)  # fixed composition
+    var_references = float(references_only.var(ddof=1))
+    var_bias = float(joint.var(ddof=1)) / resamples  # Monte Carlo error of the estimated bias
+    stderr = (var_target + var_references + var_bias) ** 0.5
     low, high = np.percentile(joint, [2.5, 97.5])
     t_low, t_high = np.percentile(target_only, [2.5, 97.5])
-    var_joint, var_target = float(joint.var(ddof=1)), float(target_only.var(ddof=1))
     return MixtureEstimate(
-        alpha=_clip(alpha_hat - bias), mle=alpha_hat, bias=bias,
-        ci=Interval(_clip(low - 2 * bias), _clip(high - 2 * bias)),
+        alpha=alpha, mle=alpha_hat, bias=bias, ci=Interval(_clip(alpha - Z95 * stderr), _clip(alpha + Z95 * stderr)),
         ci_percentile=Interval(float(low), float(high)), ci_target_only=Interval(float(t_low), float(t_high)),
         ci_profile=problem.profile_interval(alpha_hat), anchor=float((t_low + t_high) / 2),
-        stderr=var_joint ** 0.5, stderr_target_only=var_target ** 0.5,
-        reference_share=_clip(1.0 - var_target / var_joint) if var_joint > 0 else 0.0,
-        n_target=problem.target.n, n_human=problem.human.n, n_ai=problem.ai.n,
+        stderr=stderr, stderr_target_only=float(target_only.std(ddof=1)),
+        reference_share=var_references / stderr**2 if stderr > 0 else 0.0,
+        n_target=n, n_human=problem.human.n, n_ai=problem.ai.n,
         vocabulary_size=problem.target.width, resamples=resamples)
