@@ -34,7 +34,10 @@ class LlamaCppModel:
             raise ModelError("the llamacpp backend needs llama-cpp-python: pip install 'lmaudit[llamacpp]'") from exc
         self.name = name or f"llamacpp:{path.name}"
         self._digest = file_digest(path)[:16]
-        self._llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads or min(2, os.cpu_count() or 1),
+        threads = threads or min(2, os.cpu_count() or 1)
+        # Prompt evaluation on the same thread count: llama-cpp-python's default (every CPU) makes ggml's spinning
+        # threads wait for each other on a machine with other work (a 10-token prompt: 0.66 s against 0.12 s).
+        self._llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
                           verbose=False)
         self._formatter: Any = None
 
