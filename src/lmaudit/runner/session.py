@@ -163,8 +163,11 @@ class RunSession:
         if after_chunk is not None:
             after_chunk()
         todo = [key for key in unique if key not in answers]
-        # Sorting by content keeps requests that share a context (or a few-shot prefix) in the same chunk.
-        todo.sort(key=lambda k: (KIND_ORDER.index(unique[k].kind), json.dumps(to_dict(unique[k]), sort_keys=True)))
+        # Sorting by content keeps requests that share a context (or a few-shot prefix) in the same chunk. Texts
+        # scored whole share nothing, so they keep the caller's order (which may group them by length: less padding).
+        order = {key: position for position, key in enumerate(unique)}
+        todo.sort(key=lambda k: (KIND_ORDER.index(unique[k].kind), order[k] if unique[k].kind == "token_logprobs"
+                                 else json.dumps(to_dict(unique[k]), sort_keys=True)))
         with tqdm(total=len(todo), desc=label or f"{role} requests", unit="req", dynamic_ncols=True,
                   disable=not self.progress or not todo) as bar:
             for kind in KIND_ORDER:

@@ -14,13 +14,18 @@ their own. A tokenizer that is not separable (an endpoint, a slow tokenizer) is 
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import re
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
+from lmaudit.tokens import tokenizers as _tokenizers
 from lmaudit.tokens.corpora import ParallelCorpus
-from lmaudit.tokens.tokenizers import SENTINEL, Measured, Tokenizer
+from lmaudit.tokens.tokenizers import SENTINEL, Measured, TiktokenTokenizer, Tokenizer
 
 # A space that follows a whitespace character: the only places where " "-separated words must stay together.
 GLUED = re.compile(r" (?<=\s\s)")
@@ -195,3 +200,53 @@ def _count_directly(tokenizer: Tokenizer, corpus: ParallelCorpus) -> dict[str, L
                                       int(whole.fallback_tokens[position]),
                                       items[start:start + len(text.items)].astype(np.int64), False)
     return results
+
+
+# What forked workers count: set just before the pool forks, so they inherit it instead of unpickling it.
+_WORK: tuple[dict[str, Tokenizer], ParallelCorpus, Segmented] | None = None
+
+
+def _single_threaded() -> None:
+    # The workers fill the cores themselves; the libraries' own threads would only contend with them.
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    _tokenizers.THREADS = 1
+
+
+def _timed_count(spec: str) -> tuple[str, dict[str, LanguageCount], float]:
+    assert _WORK is not None
+    tokenizers, corpus, segmented = _WORK
+    began = time.perf_counter()
+    return spec, count(tokenizers[spec], corpus, segmented), time.perf_counter() - began
+
+
+def count_all(tokenizers: dict[str, Tokenizer], corpus: ParallelCorpus,
+              segmented: Segmented | None = None) -> Iterator[tuple[str, dict[str, LanguageCount], float]]:
+    """(spec, counts, seconds) of every tokenizer, each as soon as it is counted.
+
+    With several cores, separable tokenizers are counted in forked worker processes, one per core and each
+    single-threaded: the libraries' batch calls scale poorly over threads and leave the numpy work between them
+    on one core. Other tokenizers (an endpoint holds a client) are counted here.
+    """
+    global _WORK
+    local = {spec: t for spec, t in tokenizers.items() if not t.separable}
+    forked = {spec: t for spec, t in tokenizers.items() if t.separable}
+    workers = min(len(forked), os.cpu_count() or 1)
+    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        local, forked = tokenizers, {}
+    for spec, tokenizer in local.items():
+        began = time.perf_counter()
+        yield spec, count(tokenizer, corpus, segmented), time.perf_counter() - began
+    if not forked:
+        return
+    segmented = segmented if segmented is not None and segmented.corpus is corpus else segment(corpus)
+    # Tokenizers on tiktoken's engine are the cheapest: counted last, they let the workers finish together.
+    order = sorted(forked, key=lambda spec: isinstance(forked[spec], TiktokenTokenizer)
+                   or getattr(forked[spec], "engine", None) == "tiktoken")
+    _WORK = (forked, corpus, segmented)
+    pool = multiprocessing.get_context("fork").Pool(workers, initializer=_single_threaded)
+    try:
+        yield from pool.imap_unordered(_timed_count, order)
+    finally:
+        pool.terminate()
+        pool.join()  # reaps the workers, so their CPU time counts as this process's children's
+        _WORK = None

@@ -24,7 +24,7 @@ from lmaudit.core.types import SampleRecord
 from lmaudit.runner import RunSession
 from lmaudit.tokens.corpora import ParallelCorpus
 from lmaudit.tokens.cost import COST_COLUMNS, CostRow, Price, Workload, cost_rows
-from lmaudit.tokens.counting import count, segment
+from lmaudit.tokens.counting import count_all, segment
 from lmaudit.tokens.measures import COLUMNS, PARITY_TOLERANCE, UNKNOWN_THRESHOLD, PremiumRow, premiums, summary
 from lmaudit.tokens.plots import premium_figure
 from lmaudit.tokens.published import PETROV_COLUMNS, petrov_counts
@@ -119,13 +119,13 @@ def measure_premiums(tokenizers: dict[str, Tokenizer], corpus: ParallelCorpus, s
             began = time.perf_counter()
             segmented = segment(corpus) if any(t.separable for t in todo.values()) else None
             timings["segment"] = round(time.perf_counter() - began, 3)
-            for spec, tokenizer in tqdm(todo.items(), desc="tokenizers", unit="tokenizer", disable=not progress):
-                began = time.perf_counter()
-                counts = count(tokenizer, corpus, segmented)
+            counted = count_all(todo, corpus, segmented)
+            for spec, counts, seconds in tqdm(counted, desc="tokenizers", total=len(todo), unit="tokenizer",
+                                              disable=not progress):
                 rows = premiums(counts, reference, seed=settings.seed, parity_tolerance=settings.parity_tolerance,
                                 unknown_threshold=settings.unknown_threshold, context_window=settings.context_window)
                 session.append([_record(r) for r in rows if f"{r.tokenizer}|{r.language}" not in done])
-                timings[spec] = round(time.perf_counter() - began, 3)
+                timings[spec] = round(seconds, 3)
             session.note(seconds_per_tokenizer=timings)
         wanted = {f"{t.name}|{code}" for t in tokenizers.values() for code in corpus.languages}
         rows = [_row(r) for r in session.records() if r.task == TASK and r.sample_id in wanted]

@@ -142,6 +142,10 @@ _SEPARABLE_NORMALIZERS = {"NFC", "NFD", "NFKC", "NFKD", "Lowercase", "StripAccen
 _SEPARABLE_PRETOKENIZERS = {"ByteLevel", "Split", "BertPreTokenizer", "Whitespace", "WhitespaceSplit", "Metaspace",
                             "Punctuation", "Digits", "Sequence", "UnicodeScripts"}
 SENTINEL = "x"  # a plain word before the first unit, so that a prefix a tokenizer adds lands on it, not on a unit
+# Normalizers that change no character across a space, and pre-tokenizers that split at every space and drop it:
+# with these, a unit tokenizes as the same unit given alone as a pre-tokenized word.
+_WORDWISE_NORMALIZERS = {"NFC", "NFD", "NFKC", "NFKD", "Lowercase", "StripAccents", "BertNormalizer", "Sequence"}
+_WORDWISE_PRETOKENIZERS = {"BertPreTokenizer", "Whitespace", "WhitespaceSplit"}
 
 
 def _types(node: Any) -> set[str]:
@@ -172,6 +176,9 @@ class HFTokenizer:
                 if re.fullmatch(r"<0x[0-9A-F]{2}>", piece):
                     self._fallback[token] = True
         self.separable = self._is_separable(vocabulary)
+        pre = self._config.get("pre_tokenizer") or {}
+        self._wordwise = self.separable and pre.get("type") in _WORDWISE_PRETOKENIZERS and _types(
+            self._config.get("normalizer")) <= _WORDWISE_NORMALIZERS
         self._byte_lengths = None
         if bridge.is_byte_level(self._config):
             lengths = np.zeros(len(self._fallback), np.int64)
@@ -223,6 +230,9 @@ class HFTokenizer:
                 measured.append(Measured(_attribute(np.cumsum(lengths) - lengths, unit_starts),
                                          np.zeros(len(part), np.int64), np.zeros(len(part), np.int64)))
             return _join(measured, len(words))
+        if self._wordwise:
+            return _join([self._measure_words(part, encoding) for part, encoding in zip(
+                parts, self.tokenizer.encode_batch(parts, is_pretokenized=True, add_special_tokens=False))], len(words))
         for part, encoding in zip(parts, self.tokenizer.encode_batch(texts, add_special_tokens=False)):
             ids = np.asarray(encoding.ids, np.int64)
             spans = np.asarray(encoding.offsets, np.int64).reshape(-1, 2)
@@ -232,6 +242,20 @@ class HFTokenizer:
                                      _attribute(spans[:, 0], unit_starts, (spans[:, 1] - spans[:, 0]) * unknown),
                                      _attribute(spans[:, 0], unit_starts, self._fallback[ids].astype(np.int64))))
         return _join(measured, len(words))
+
+
+    def _measure_words(self, part: Sequence[str], encoding: Any) -> Measured:
+        """One chunk encoded as pre-tokenized words (one per unit): word ids give each token's unit, so the offsets
+        of every token (slow to convert) are not needed, only those of unknown tokens."""
+        owner = np.asarray(encoding.word_ids, np.int64)
+        ids = np.asarray(encoding.ids, np.int64)
+        unknown = np.zeros(len(part), np.int64)
+        if self.unk_id is not None:
+            for token in np.flatnonzero(ids == self.unk_id).tolist():
+                start, end = encoding.token_to_chars(token)
+                unknown[owner[token]] += end - start
+        return Measured(np.bincount(owner, minlength=len(part)).astype(np.int64), unknown,
+                        np.bincount(owner, weights=self._fallback[ids], minlength=len(part)).astype(np.int64))
 
 
 def _join(parts: list[Measured], n: int) -> Measured:
