@@ -22,17 +22,14 @@ import csv
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from machine import uptime
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("LMAUDIT_DATA_DIR") or REPO.parent / "shared" / "data")
-
-
-def uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
 
 
 def read_column(path: Path, column: str) -> list[str]:

@@ -26,18 +26,15 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from machine import uptime
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("LMAUDIT_DATA_DIR") or REPO.parent / "shared" / "data")
 PEARSON_MIN, SPEEDUP_MIN = 0.99, 2.0
-
-
-def uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
 
 
 def prepare(model, out: Path, sequences: int, seq_len: int, queries: int):

@@ -17,12 +17,11 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+from machine import run_timed
 
 WALL_LIMIT_S = 30 * 60
 MINK_TARGET = 0.8
@@ -77,16 +76,10 @@ def main() -> int:
                "--lr", str(args.lr), "--trainable-layers", str(args.trainable_layers),
                "--leak-fraction", str(args.leak_fraction), "--threads", str(args.threads),
                "--output-dir", str(args.out), "--private-cache", "--quiet"]
-    load_before = os.getloadavg()
-    started = time.perf_counter()
-    completed = subprocess.run(command, text=True, capture_output=True)
-    wall = time.perf_counter() - started
-    load_after = os.getloadavg()
-    child = resource.getrusage(resource.RUSAGE_CHILDREN)
-    sys.stdout.write(completed.stdout)
-    if completed.returncode != 0:
-        sys.stderr.write(completed.stderr[-4000:])
-        return completed.returncode
+    timed = run_timed(command)
+    if timed.completed.returncode != 0:
+        return timed.completed.returncode
+    wall = timed.wall
 
     results = json.loads((args.out / "results.json").read_text())
     gain = _row(results, "acc_diff", "leak-clean", "leaked")
@@ -103,10 +96,7 @@ def main() -> int:
     }
     figures = {
         "command": " ".join(command[1:]),
-        "wall_seconds": round(wall, 1),
-        "cpu_seconds": round(child.ru_utime + child.ru_stime, 1),
-        "load_average_before": [round(x, 2) for x in load_before],
-        "load_average_after": [round(x, 2) for x in load_after],
+        **timed.figures,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "phases_seconds": _phase_seconds(args.out),
         "accuracy": {f"{row['task']}/{row['group'].partition('=')[2]}": row["value"] for row in results["metrics"]

@@ -27,10 +27,11 @@ import hashlib
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from machine import uptime
 
 from lmaudit.core.results import aggregate_rows, envelope
 from lmaudit.core.types import Generation, GenerateRequest, LoglikelihoodRequest, LoglikelihoodResult, SampleRecord
@@ -99,7 +100,6 @@ def synthetic_run(n: int) -> Path:
         start = (i // len(texts)) * 37 % max(1, len(text) - 260)
         prompt = f"Question {i}: what does this passage claim? {text[start:start + 200]}"
         answer = texts[(i * 7 + 3) % len(texts)][:100]
-        request = GenerateRequest(prompt=prompt, max_tokens=64)
         records.append(SampleRecord(
             task="synthetic_qa", sample_id=str(i), target=answer[:20],
             metadata={"topic": f"topic_{i % 40}", "source": ("arxiv", "news", "forum")[i % 3]},
@@ -212,10 +212,6 @@ def open_timed(driver, path: Path) -> dict[str, float]:
             "js_heap_mb": metrics.get("JSHeapUsedSize", 0) / 2**20,
             "browser_pss_mb": total, "renderer_pss_mb": renderer,
             "page_timings_ms": driver.execute_script("return window.lmReport.timings || {}")}
-
-
-def uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def measure(runs: list[Path], name: str, repeats: int, builds_wanted: int | None = None) -> dict[str, object]:

@@ -13,12 +13,11 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+from machine import run_timed
 
 WALL_LIMIT_S = 30 * 60
 ERROR_LIMIT = 0.02
@@ -37,26 +36,17 @@ def main() -> int:
         shutil.rmtree(args.out)
     command = [sys.executable, "-c", "from lmaudit.cli.scaling import app; app()", "ladder", "--out", str(args.out),
                "--preset", args.preset, "--threads", str(args.threads), "--no-progress"]
-    load_before = os.getloadavg()
-    started = time.perf_counter()
-    completed = subprocess.run(command, text=True, capture_output=True)
-    wall = time.perf_counter() - started
-    load_after = os.getloadavg()
-    child = resource.getrusage(resource.RUSAGE_CHILDREN)
-    sys.stdout.write(completed.stdout)
-    if completed.returncode != 0:
-        sys.stderr.write(completed.stderr[-4000:])
-        return completed.returncode
+    timed = run_timed(command)
+    if timed.completed.returncode != 0:
+        return timed.completed.returncode
+    wall = timed.wall
 
     report = json.loads((args.out / "results.json").read_text())
     runs = report["ladder"] + [report["target"]]
     figures = {
         "preset": args.preset,
         "threads": args.threads,
-        "wall_seconds": round(wall, 1),
-        "cpu_seconds": round(child.ru_utime + child.ru_stime, 1),
-        "load_average_before": [round(x, 2) for x in load_before],
-        "load_average_after": [round(x, 2) for x in load_after],
+        **timed.figures,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "runs": [{"name": r["name"], "n_params": r["n_params"], "tokens": r["tokens"], "compute": r["compute"],
                   "loss": round(r["loss"], 5), "wall_seconds": round(r["wall_seconds"], 1)} for r in runs],

@@ -73,6 +73,6 @@ def run_calibration(model: Model, task: Task, output_dir: str | Path | None = No
     records = [r for r in RunDir(result.run_dir).records() if r.task == task.name]
     keys = list(task.group_by) if group_by is None else list(group_by)
     report = calibration_report(records, keys, n_bins=n_bins, seed=seed)
-    title = f"{model_spec or getattr(model, 'name', 'model')} on {task.name}"
+    title = f"{model_spec or model.name} on {task.name}"
     files = write_calibration(report, result.run_dir, title)
     return CalibrationRun(result.run_dir, report, result.requests_sent, tuple(files))

@@ -50,11 +50,14 @@ def sequence_grads(grads: Any, inputs: Any) -> Any:
 
 
 @contextmanager
-def _frozen(module: Any) -> Iterator[None]:
-    """No weight requires a gradient during the pass (nothing is computed or kept for them)."""
+def grads_only_for(module: Any, parameters: Sequence[Any] = ()) -> Iterator[None]:
+    """Only `parameters` (none by default) require a gradient during the pass: nothing is computed or kept for
+    the other weights. Every flag is restored afterwards."""
     saved = [(p, p.requires_grad) for p in module.parameters()]
     for parameter, _ in saved:
         parameter.requires_grad_(False)
+    for parameter in parameters:
+        parameter.requires_grad_(True)
     try:
         yield
     finally:
@@ -128,7 +131,7 @@ def batch_gradients(model: Any, layers: Sequence[TrackedLayer], rows: Sequence[S
     real = torch.arange(width, device=device)[None, :] < lengths_t[:, None]
 
     module = model.module
-    with _frozen(module), torch.enable_grad(), _Recorder(module, layers) as recorder:
+    with grads_only_for(module), torch.enable_grad(), _Recorder(module, layers) as recorder:
         logits = model.forward(ids)
         dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
         logprobs = torch.log_softmax(logits[:, :-1].to(dtype), dim=-1)

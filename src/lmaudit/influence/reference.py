@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from lmaudit.influence.data import EncodedQuery, Query
+from lmaudit.influence.gradients import grads_only_for
 from lmaudit.influence.modules import TrackedLayer
 
 ALPHABET = " etaoinsrhlcdu?"  # the 14 most frequent characters of English text, and one for all others
@@ -104,13 +105,8 @@ def per_sequence_gradients(model: Any, layers: Sequence[TrackedLayer], rows: Seq
 
     weights = _weights(model, layers)
     params = [p for pair in weights for p in pair if p is not None]
-    saved = [(p, p.requires_grad) for p in model.module.parameters()]
-    for p, _ in saved:
-        p.requires_grad_(False)
-    for p in params:
-        p.requires_grad_(True)
     out = []
-    try:
+    with grads_only_for(model.module, params):
         for index, row in enumerate(rows):
             logprobs, ids = _logprobs(model, [row])
             start = 1 if targets_from is None else targets_from[index]
@@ -125,9 +121,6 @@ def per_sequence_gradients(model: Any, layers: Sequence[TrackedLayer], rows: Seq
                 bias_grad = next(it) if bias is not None else None
                 per_layer.append(_layer_gradient(layer, weight_grad, bias_grad).double())
             out.append(per_layer)
-    finally:
-        for p, flag in saved:
-            p.requires_grad_(flag)
     return out
 
 
@@ -146,14 +139,9 @@ def exact_gauss_newton(model: Any, layers: Sequence[TrackedLayer], rows: Sequenc
 
     weights = _weights(model, layers)
     params = [p for pair in weights for p in pair if p is not None]
-    saved = [(p, p.requires_grad) for p in model.module.parameters()]
-    for p, _ in saved:
-        p.requires_grad_(False)
-    for p in params:
-        p.requires_grad_(True)
     sizes = [layer.params for layer in layers]
     blocks = [np.zeros((n, n)) for n in sizes]
-    try:
+    with grads_only_for(model.module, params):
         for row in rows:
             logprobs, _ = _logprobs(model, [row])
             positions, vocab = logprobs.shape[1], logprobs.shape[2]
@@ -170,9 +158,6 @@ def exact_gauss_newton(model: Any, layers: Sequence[TrackedLayer], rows: Sequenc
                 flat = weight_grad if bias_grad is None else torch.cat([weight_grad, bias_grad[:, :, None]], dim=2)
                 flat = flat.flatten(1).double().cpu().numpy()  # (positions * vocab, params)
                 blocks[index] += (flat * probs.cpu().numpy()[:, None]).T @ flat
-    finally:
-        for p, flag in saved:
-            p.requires_grad_(flag)
     return [block / len(rows) for block in blocks]
 
 

@@ -100,7 +100,7 @@ def _open(output_dir: str | Path | None, model: Any, model_spec: str | None, ide
                            roles=[ModelRole("target", model, model_spec)], command=command, options=options,
                            dataset_hashes=identity.get("corpus", {}).get("files", {}) or corpus_digests(corpus.patterns),
                            cache_path=run.cache_path, shared_cache=run.shared_cache, progress=run.progress,
-                           name=f"influence-{getattr(model, 'name', 'model')}")
+                           name=f"influence-{model.name}")
 
 
 def fit_run(model: Any, *, modules: Sequence[str], corpus: CorpusSpec, settings: FactorSettings | None = None,
@@ -202,7 +202,7 @@ def score_run(model: Any, queries: Sequence[Query], *, modules: Sequence[str], c
         report.write_scores(path / report.SCORES, result, sequences, chosen)
         rows = report.token_rows(model, entries, token_values, encoded)
         report.write_tokens(path / report.TOKENS, rows, entries)
-        report.write_pictures(path, rows, title=f"influence on {getattr(model, 'name', 'the model')}: top sequences "
+        report.write_pictures(path, rows, title=f"influence on {model.name}: top sequences "
                                                 f"per query ({settings.strategy})")
         gap = max(abs(a - logprobs[q.query.query_id]) for a, q in zip(result.measurements, encoded))
         timings = {**estimator.timings, "total": time.perf_counter() - started}

@@ -88,6 +88,6 @@ def run_consistency(model: Model, task: Task, output_dir: str | Path | None = No
     records = [r for r in RunDir(result.run_dir).records() if r.task in names]
     keys = list(task.group_by) if group_by is None else list(group_by)
     report = robustness_report(records, keys, seed=seed)
-    title = f"{model_spec or getattr(model, 'name', 'model')} on {task.name}"
+    title = f"{model_spec or model.name} on {task.name}"
     files = write_robustness(report, result.run_dir, title)
     return ConsistencyRun(result.run_dir, report, result.requests_sent, result.cache_hits, tuple(files))

@@ -25,7 +25,7 @@ import numpy as np
 
 from lmaudit.tokens import tokenizers as _tokenizers
 from lmaudit.tokens.corpora import ParallelCorpus
-from lmaudit.tokens.tokenizers import SENTINEL, Measured, TiktokenTokenizer, Tokenizer
+from lmaudit.tokens.tokenizers import SENTINEL, HFTokenizer, Measured, TiktokenTokenizer, Tokenizer
 
 # A space that follows a whitespace character: the only places where " "-separated words must stay together.
 GLUED = re.compile(r" (?<=\s\s)")
@@ -219,6 +219,11 @@ def _timed_count(spec: str) -> tuple[str, dict[str, LanguageCount], float]:
     return spec, count(tokenizers[spec], corpus, segmented), time.perf_counter() - began
 
 
+def _on_tiktoken(tokenizer: Tokenizer) -> bool:
+    return isinstance(tokenizer, TiktokenTokenizer) or (isinstance(tokenizer, HFTokenizer)
+                                                         and tokenizer.engine == "tiktoken")
+
+
 def count_all(tokenizers: dict[str, Tokenizer], corpus: ParallelCorpus,
               segmented: Segmented | None = None) -> Iterator[tuple[str, dict[str, LanguageCount], float]]:
     """(spec, counts, seconds) of every tokenizer, each as soon as it is counted.
@@ -240,8 +245,7 @@ def count_all(tokenizers: dict[str, Tokenizer], corpus: ParallelCorpus,
         return
     segmented = segmented if segmented is not None and segmented.corpus is corpus else segment(corpus)
     # Tokenizers on tiktoken's engine are the cheapest: counted last, they let the workers finish together.
-    order = sorted(forked, key=lambda spec: isinstance(forked[spec], TiktokenTokenizer)
-                   or getattr(forked[spec], "engine", None) == "tiktoken")
+    order = sorted(forked, key=lambda spec: _on_tiktoken(forked[spec]))
     _WORK = (forked, corpus, segmented)
     pool = multiprocessing.get_context("fork").Pool(workers, initializer=_single_threaded)
     try:
