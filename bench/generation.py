@@ -2,11 +2,12 @@
 in-process (greedy and sampled), and llama.cpp's server through lmaudit's openai backend, on the same prompts.
 
     OMP_NUM_THREADS=2 .venv/bin/python bench/generation.py [--prompts 16] [--tokens 64] [--threads 2]
-        [--device cpu|cuda] [--json docs/bench-generation.json]
+        [--device cpu|cuda] [--repeats 3] [--json docs/bench-generation.json]
 
-Tokens/s counts generated tokens over wall time, in one process, one path after the other; ratios are from the
-same run. The prompts are JailbreakBench goals (chat requests), as red-teaming sends them. `--device cuda` runs
-the hf paths on a GPU (the llama.cpp paths stay on the CPU).
+Tokens/s counts generated tokens over wall time, in one process; the in-process paths take turns `--repeats`
+times and report their medians (single runs on this 2-core machine vary by 10-15%); ratios are from the same
+run. The prompts are JailbreakBench goals (chat requests), as red-teaming sends them. `--device cuda` runs the
+hf paths on a GPU (the llama.cpp paths stay on the CPU).
 """
 
 from __future__ import annotations
@@ -49,6 +50,19 @@ def timed(label: str, model, batch) -> dict:
     print(f"{label:45s} {figure['tokens_per_s']:7.1f} tokens/s  ({produced} tokens, {figure['seconds']} s, "
           f"load {figure['load_average']:.1f})", flush=True)
     return figure
+
+
+def alternated(model, paths: dict[str, list], repeats: int) -> dict[str, dict]:
+    """Each path `repeats` times, taking turns (so a slow spell of a shared machine hits both), median kept."""
+    runs: dict[str, list[dict]] = {name: [] for name in paths}
+    for _ in range(repeats):
+        for name, batch in paths.items():
+            runs[name].append(timed(name, model, batch))
+    out = {}
+    for name, figures in runs.items():
+        middle = sorted(figures, key=lambda f: f["tokens_per_s"])[len(figures) // 2]
+        out[name] = {**middle, "tokens_per_s_all": [f["tokens_per_s"] for f in figures]}
+    return out
 
 
 def _token_count(model, answer) -> int:
@@ -97,6 +111,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each in-process path (median reported)")
     args = parser.parse_args()
 
     import torch
@@ -108,17 +123,17 @@ def main() -> None:
     goals = jbb_goals(args.prompts)
     greedy, sampled = requests(goals, args.tokens, 0.0), requests(goals, args.tokens, 0.7)
     hf = load_model("smollm2", device=args.device)
-    hf.generate(greedy[:2])  # warm-up: first-call allocations are not throughput
-    figures = {name: timed(name, hf, batch) for name, batch in (("hf greedy (batched)", greedy),
-                                                                 ("hf sampled (seeded, batched)", sampled))}
+    # Warm-up on the whole batch: the first calls at a batch's shapes (allocator, kernels chosen) ran 40% slower.
+    hf.generate(greedy)
+    figures = alternated(hf, {"hf greedy (batched)": greedy, "hf sampled (seeded, batched)": sampled}, args.repeats)
     try:
         fast = load_model("smollm2", backend="llamacpp", threads=args.threads)
     except ModelError as exc:  # the llamacpp extra is optional: say so and measure the rest
         print(f"llama.cpp in-process skipped: {exc}", file=sys.stderr)
     else:
-        fast.generate(greedy[:1])
-        for name, batch in (("llama.cpp in-process greedy", greedy), ("llama.cpp in-process sampled", sampled)):
-            figures[name] = timed(name, fast, batch)
+        fast.generate(greedy)
+        figures.update(alternated(fast, {"llama.cpp in-process greedy": greedy, "llama.cpp in-process sampled": sampled},
+                                  args.repeats))
         del fast
         process, url = llama_server(args.threads)
         try:
@@ -137,6 +152,7 @@ def main() -> None:
         ratios["hf sampled / llama.cpp server sampled"] = round(
             sampled_rate / figures["llama.cpp server sampled (openai backend)"]["tokens_per_s"], 2)
     report = {"prompts": args.prompts, "tokens": args.tokens, "threads": args.threads, "device": args.device,
+              "repeats": args.repeats,
               "load_average": os.getloadavg(), "figures": figures, "ratios": ratios}
     for name, value in ratios.items():
         print(f"{name:45s} {value:7.2f}x")

@@ -40,3 +40,21 @@ def test_loglikelihood_is_refused_with_the_backend_that_answers_it(fast):
     with pytest.raises(ModelError, match="use the hf backend"):
         fast.loglikelihood([LoglikelihoodRequest("The capital of France is", " Paris")])
     assert fast.fingerprint().startswith("llamacpp:") and fast.name == "smollm2"
+
+
+def test_a_request_gets_the_same_text_alone_in_a_batch_and_in_another_order(fast):
+    prompts = ["Name three fruits.", "Explain rain in one sentence.", "Write a haiku about snow.", "What is 7 x 6?"]
+    batch = [GenerateRequest(messages=(Message("user", p),), max_tokens=12 + 4 * i, temperature=t,
+                             seed=(i if t else None), stop=(("\n",) if i == 2 else ()))
+             for i, p in enumerate(prompts) for t in (0.0, 0.9)]
+    together = fast.generate(batch)
+    alone = [fast.generate([request])[0] for request in batch]
+    reordered = fast.generate(batch[::-1])[::-1]
+    assert [a.text for a in together] == [a.text for a in alone] == [a.text for a in reordered]
+    for request, answer in zip(batch, together):  # each row keeps its own limits and stops
+        assert answer.text.strip() and len(answer.token_logprobs) <= request.max_tokens
+        assert all(p <= 0 for p in answer.token_logprobs)
+        assert answer.finish_reason == "stop" or len(answer.token_logprobs) == request.max_tokens
+        assert not any(stop in answer.text for stop in request.stop)
+    greedy, sampled = together[0::2], together[1::2]
+    assert [a.text for a in greedy] != [a.text for a in sampled]

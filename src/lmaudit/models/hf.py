@@ -488,13 +488,14 @@ def smollm2_path() -> Path:
 
 
 def load_smollm2(*, backend: str = "hf", dtype: str = "float32", batch_size: int | str = "auto",
-                 max_length: int | None = None, device: str = "auto", threads: int | None = None) -> Any:
+                 max_length: int | None = None, device: str = "auto", threads: int | None = None,
+                 parallel: int = 16) -> Any:
     """smollm2: the bundled default model, through transformers (`backend=hf`) or llama.cpp (`backend=llamacpp`,
-    generation only, `threads` for its CPU threads)."""
+    generation only, `threads` for its CPU threads, `parallel` sequences decoded together)."""
     if backend == "llamacpp":
         from lmaudit.models.llamacpp import load_llamacpp
 
-        fast = load_llamacpp(str(smollm2_path()), threads=threads)
+        fast = load_llamacpp(str(smollm2_path()), threads=threads, parallel=parallel)
         fast.name = "smollm2"
         return fast
     if backend != "hf":

@@ -2,12 +2,13 @@
 
 For CPU speed: llama.cpp runs the quantised weights as they are, with quantised kernels, so its texts are
 close to the hf backend's but not the same (on SmolLM2 a long system prompt is enough to change a greedy
-answer). Sampling is llama.cpp's own at the request's temperature with nothing else in the way (top-k, top-p,
-min-p and repeat penalties off), seeded per request. Chat requests are formatted with the chat template stored
-in the GGUF file. Log-likelihoods stay with the hf backend: llama.cpp's prompt log-probabilities disagree with
-the fp32 model (see docs/architecture.md), so `loglikelihood` refuses and names the backend that answers it;
-generated tokens carry no log-probabilities (llama.cpp keeps them only when every position's logits are kept,
-which costs the speed this backend is for).
+answer). Requests are decoded together, up to `parallel` sequences per llama.cpp step (llamacpp_batch.py), and
+tokens are chosen as the hf backend chooses them: argmax at temperature 0, otherwise one seeded inverse-CDF draw
+per step from the softmax at the request's temperature, with nothing else in the way (no top-k, top-p, min-p or
+repeat penalty). Chat requests are formatted with the chat template stored in the GGUF file. Log-likelihoods
+stay with the hf backend: llama.cpp's prompt log-probabilities disagree with the fp32 model (see
+docs/architecture.md), so `loglikelihood` refuses and names the backend that answers it; generated tokens do
+carry their log-probabilities under the quantised model.
 
 Install with the `llamacpp` extra (`pip install 'lmaudit[llamacpp]'`, which compiles llama.cpp).
 """
@@ -15,19 +16,30 @@ Install with the `llamacpp` extra (`pip install 'lmaudit[llamacpp]'`, which comp
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from lmaudit.core.errors import ConfigError, ModelError
 from lmaudit.core.hashing import file_digest
-from lmaudit.core.types import Generation, GenerateRequest, LoglikelihoodRequest, LoglikelihoodResult, request_key
+from lmaudit.core.types import (
+    GenerateRequest,
+    Generation,
+    LoglikelihoodRequest,
+    LoglikelihoodResult,
+    request_key,
+)
+from lmaudit.models.llamacpp_batch import BatchDecoder
+from lmaudit.models.sampling import Row
 
-NO_FILTERS = {"top_k": 0, "top_p": 1.0, "min_p": 0.0, "typical_p": 1.0, "repeat_penalty": 1.0}
+# Part of the fingerprint: answers cached from llama.cpp's own sampler (before batching) are not these.
+SAMPLER = "batched-inverse-cdf"
 
 
 class LlamaCppModel:
-    def __init__(self, path: Path, *, n_ctx: int = 2048, threads: int | None = None, name: str | None = None):
+    def __init__(self, path: Path, *, n_ctx: int = 2048, threads: int | None = None, name: str | None = None,
+                 parallel: int = 16):
         try:
             from llama_cpp import Llama
         except ImportError as exc:
@@ -35,24 +47,32 @@ class LlamaCppModel:
         self.name = name or f"llamacpp:{path.name}"
         self._digest = file_digest(path)[:16]
         threads = threads or min(2, os.cpu_count() or 1)
-        # Prompt evaluation on the same thread count: llama-cpp-python's default (every CPU) makes ggml's spinning
-        # threads wait for each other on a machine with other work (a 10-token prompt: 0.66 s against 0.12 s).
-        self._llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+        # This object's own context only serves tokenizing (generation has its own, in BatchDecoder): kept small,
+        # as the logits buffer it allocates is n_batch x vocabulary floats.
+        self._llm = Llama(model_path=str(path), n_ctx=64, n_batch=16, n_threads=threads, n_threads_batch=threads,
                           verbose=False)
+        self._parallel = parallel
+        self._decoder = BatchDecoder(self._llm, threads=threads, max_context=n_ctx)
         self._formatter: Any = None
+        # Freed when this model goes, or at exit while llama.cpp's library is still loaded (llama-cpp-python's
+        # own clean-up at interpreter shutdown finds it unloaded and prints a traceback).
+        weakref.finalize(self, _free, self._decoder, self._llm)
 
     def fingerprint(self) -> str:
-        return f"llamacpp:{self._digest}"
+        return f"llamacpp:{self._digest}:{SAMPLER}"
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
         raise ModelError(f"{self.name} does not score log-likelihoods: llama.cpp's prompt log-probabilities are "
                          f"not the model's; use the hf backend (smollm2, gguf:<file>) for log-likelihood tasks")
 
     def generate(self, requests: Sequence[GenerateRequest]) -> list[Generation]:
-        return [self._one(request) for request in requests]
+        rows = [self._row(request) for request in requests]
+        out: list[Generation] = []
+        for start in range(0, len(rows), self._parallel):
+            out += self._decoder.generate(rows[start:start + self._parallel])
+        return out
 
-    def _one(self, request: GenerateRequest) -> Generation:
-        seed = request.seed if request.seed is not None else int(request_key(request)[:8], 16)
+    def _row(self, request: GenerateRequest) -> Row:
         stop = list(request.stop)
         prompt = request.prompt or ""
         if request.messages is not None:
@@ -60,11 +80,11 @@ class LlamaCppModel:
             prompt = formatted.prompt
             ends = [formatted.stop] if isinstance(formatted.stop, str) else list(formatted.stop or [])
             stop += [end for end in ends if end]
-        self._llm.reset()  # the whole prompt is evaluated afresh: a reused KV prefix shifts logits, and seeded draws
-        raw = self._llm.create_completion(prompt, max_tokens=request.max_tokens, temperature=request.temperature,
-                                          stop=stop, seed=seed, **NO_FILTERS)
-        choice = raw["choices"][0]
-        return Generation(choice["text"], "length" if choice.get("finish_reason") == "length" else "stop")
+        tokens = self._llm.tokenize(prompt.encode("utf-8"), special=True) or [self._llm.token_bos()]
+        seed = None
+        if request.temperature > 0:
+            seed = request.seed if request.seed is not None else int(request_key(request)[:8], 16)
+        return Row(tokens, request.max_tokens, request.temperature, tuple(stop), seed)
 
     def _chat(self, messages: list[dict[str, str]]) -> Any:
         if self._formatter is None:
@@ -79,11 +99,18 @@ class LlamaCppModel:
         return self._formatter(messages=messages)
 
 
-def load_llamacpp(path: str, *, n_ctx: int = 2048, threads: int | None = None) -> LlamaCppModel:
-    """llamacpp:<file.gguf>."""
+def _free(decoder: BatchDecoder, llm: Any) -> None:
+    decoder.close()
+    llm.close()
+
+
+def load_llamacpp(path: str, *, n_ctx: int = 2048, threads: int | None = None, parallel: int = 16) -> LlamaCppModel:
+    """llamacpp:<file.gguf>; `parallel`: sequences decoded together (each has n_ctx tokens of KV cache at most)."""
     gguf = Path(path).expanduser()
     if not gguf.is_file():
         raise ModelError(f"GGUF file not found: {gguf}")
     if n_ctx < 16:
         raise ConfigError(f"n_ctx must be at least 16 tokens, got {n_ctx}")
-    return LlamaCppModel(gguf.resolve(), n_ctx=n_ctx, threads=threads)
+    if parallel < 1:
+        raise ConfigError(f"parallel must be at least 1, got {parallel}")
+    return LlamaCppModel(gguf.resolve(), n_ctx=n_ctx, threads=threads, parallel=parallel)

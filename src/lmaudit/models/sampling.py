@@ -41,9 +41,7 @@ def _stopped(row: Row, tokenizer: Any) -> str | None:
 def decode_rows(module: Any, tokenizer: Any, rows: Sequence[Row], *, device: torch.device, pad_id: int,
                 eos_ids: set[int]) -> list[Generation]:
     """Generate for every row at once (left padding, one KV cache), each row under its own settings."""
-    for row in rows:
-        if row.seed is not None:
-            row.generator = torch.Generator(device="cpu").manual_seed(row.seed)
+    seed_rows(rows)
     width = max(len(r.prompt) for r in rows)
     ids = torch.tensor([[pad_id] * (width - len(r.prompt)) + r.prompt for r in rows], device=device)
     mask = torch.tensor([[0] * (width - len(r.prompt)) + [1] * len(r.prompt) for r in rows], device=device)
@@ -55,7 +53,7 @@ def decode_rows(module: Any, tokenizer: Any, rows: Sequence[Row], *, device: tor
     next_position = positions[:, -1] + 1
     while live:
         logprobs = torch.log_softmax(logits.float(), dim=-1)
-        chosen = _choose(logprobs, [rows[i] for i in live])
+        chosen = choose_tokens(logprobs, [rows[i] for i in live])
         keep = []
         for slot, index in enumerate(live):
             row, token = rows[index], int(chosen[slot])
@@ -94,7 +92,14 @@ def decode_rows(module: Any, tokenizer: Any, rows: Sequence[Row], *, device: tor
     return out
 
 
-def _choose(logprobs: torch.Tensor, rows: Sequence[Row]) -> torch.Tensor:
+def seed_rows(rows: Sequence[Row]) -> None:
+    """Give every sampled row its own generator, seeded by its request."""
+    for row in rows:
+        if row.seed is not None:
+            row.generator = torch.Generator(device="cpu").manual_seed(row.seed)
+
+
+def choose_tokens(logprobs: torch.Tensor, rows: Sequence[Row]) -> torch.Tensor:
     """One token per row: argmax for greedy rows, an inverse-CDF draw from the row's own generator otherwise."""
     chosen = logprobs.argmax(dim=-1)
     sampled = [slot for slot, row in enumerate(rows) if row.generator is not None]
