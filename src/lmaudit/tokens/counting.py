@@ -19,13 +19,20 @@ import os
 import re
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from lmaudit.tokens import tokenizers as _tokenizers
 from lmaudit.tokens.corpora import ParallelCorpus
-from lmaudit.tokens.tokenizers import SENTINEL, HFTokenizer, Measured, TiktokenTokenizer, Tokenizer
+from lmaudit.tokens.tokenizers import (
+    SENTINEL,
+    HFTokenizer,
+    Measured,
+    TiktokenTokenizer,
+    Tokenizer,
+)
 
 # A space that follows a whitespace character: the only places where " "-separated words must stay together.
 GLUED = re.compile(r" (?<=\s\s)")
@@ -115,7 +122,9 @@ def segment(corpus: ParallelCorpus) -> Segmented:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    per_language = {code: _arrow_words(text.joined) for code, text in corpus.texts.items()}
+    # Arrow splits without the GIL: the languages are cut on every core.
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        per_language = dict(zip(corpus.texts, pool.map(_arrow_words, (t.joined for t in corpus.texts.values()))))
     edges = {code: [words[0].as_py()] + ([" " + words[-1].as_py()] if len(words) > 1 else [])
              for code, words in per_language.items()}
     middles = [words.slice(1, max(0, len(words) - 2)) for words in per_language.values()]
@@ -156,29 +165,39 @@ def count(tokenizer: Tokenizer, corpus: ParallelCorpus, segmented: Segmented | N
     if not tokenizer.separable:
         return _count_directly(tokenizer, corpus)
     segmented = segmented if segmented is not None and segmented.corpus is corpus else segment(corpus)
-    units = tokenizer.measure_units(segmented.unique)
-    firsts = tokenizer.measure([segmented.edges[code][0] for code in corpus.texts])
+    return gather(tokenizer.name, segmented, tokenizer.measure_units(segmented.unique), *measure_edges(
+        tokenizer, segmented))
+
+
+def measure_edges(tokenizer: Tokenizer, segmented: Segmented) -> tuple[Measured, Measured]:
+    """The first unit of every language's text, and the last (of those texts that have two or more)."""
+    firsts = tokenizer.measure([edges[0] for edges in segmented.edges.values()])
     # A last unit may end in whitespace, so it is counted after a sentinel word and the sentinel's tokens taken
     # off: the cut between them is clean, so the difference is exactly the unit's tokens.
     lasts = [edges[1] for edges in segmented.edges.values() if len(edges) > 1]
     with_sentinel = tokenizer.measure([SENTINEL + unit for unit in lasts])
     sentinel = tokenizer.measure([SENTINEL])
-    last = Measured(*(getattr(with_sentinel, f) - getattr(sentinel, f)[0]
-                      for f in ("tokens", "unknown_chars", "fallback_tokens")))
+    return firsts, Measured(*(getattr(with_sentinel, f) - getattr(sentinel, f)[0]
+                              for f in ("tokens", "unknown_chars", "fallback_tokens")))
+
+
+def gather(name: str, segmented: Segmented, units: Measured, firsts: Measured,
+           last: Measured) -> dict[str, LanguageCount]:
+    """Each language's counts from its units' (the distinct middle units, then the edges)."""
     results, at = {}, 0
-    for position, (code, text) in enumerate(corpus.texts.items()):
+    for position, (code, text) in enumerate(segmented.corpus.texts.items()):
         index = segmented.middle[code]
         has_last = len(segmented.edges[code]) > 1
 
-        def gather(field: str) -> np.ndarray:
+        def pick(field: str) -> np.ndarray:
             ends = [getattr(last, field)[at:at + 1]] if has_last else []
             return np.concatenate([getattr(firsts, field)[position:position + 1], getattr(units, field)[index], *ends])
 
-        tokens = gather("tokens")
+        tokens = pick("tokens")
         item_tokens = np.bincount(segmented.unit_items[code], weights=tokens, minlength=len(text.items))
         joined = text.joined
-        results[code] = LanguageCount(code, tokenizer.name, int(tokens.sum()), len(joined), len(joined.encode()),
-                                      int(gather("unknown_chars").sum()), int(gather("fallback_tokens").sum()),
+        results[code] = LanguageCount(code, name, int(tokens.sum()), len(joined), len(joined.encode()),
+                                      int(pick("unknown_chars").sum()), int(pick("fallback_tokens").sum()),
                                       item_tokens.astype(np.int64), True)
         at += has_last
     return results
@@ -203,7 +222,7 @@ def _count_directly(tokenizer: Tokenizer, corpus: ParallelCorpus) -> dict[str, L
 
 
 # What forked workers count: set just before the pool forks, so they inherit it instead of unpickling it.
-_WORK: tuple[dict[str, Tokenizer], ParallelCorpus, Segmented] | None = None
+_WORK: tuple[dict[str, Tokenizer], Segmented] | None = None
 
 
 def _single_threaded() -> None:
@@ -212,16 +231,49 @@ def _single_threaded() -> None:
     _tokenizers.THREADS = 1
 
 
-def _timed_count(spec: str) -> tuple[str, dict[str, LanguageCount], float]:
+@dataclass
+class _Part:
+    """One worker task: a tokenizer's units[start:stop], and the texts' edge units with the first part."""
+
+    spec: str
+    start: int
+    stop: int
+    first: bool
+
+
+def _measure_part(part: _Part) -> tuple[_Part, Measured, tuple[Measured, Measured] | None, float]:
     assert _WORK is not None
-    tokenizers, corpus, segmented = _WORK
+    tokenizers, segmented = _WORK
+    tokenizer = tokenizers[part.spec]
     began = time.perf_counter()
-    return spec, count(tokenizers[spec], corpus, segmented), time.perf_counter() - began
+    units = tokenizer.measure_units(segmented.unique[part.start:part.stop])
+    edges = measure_edges(tokenizer, segmented) if part.first else None
+    return part, units, edges, time.perf_counter() - began
 
 
 def _on_tiktoken(tokenizer: Tokenizer) -> bool:
     return isinstance(tokenizer, TiktokenTokenizer) or (isinstance(tokenizer, HFTokenizer)
                                                          and tokenizer.engine == "tiktoken")
+
+
+def _parts(tokenizers: dict[str, Tokenizer], segmented: Segmented, workers: int) -> list[_Part]:
+    """Tokenizers off tiktoken's engine are the slow ones (several times slower per character): each is cut into
+    `workers` parts of equal characters, sent first, so that the workers finish together; those on tiktoken's
+    engine follow whole."""
+    lengths = np.fromiter(map(len, segmented.unique), np.int64, len(segmented.unique))
+    cuts = np.searchsorted(np.cumsum(lengths), lengths.sum() * np.arange(1, workers) / workers).tolist()
+    bounds = list(zip([0, *cuts], [*cuts, len(lengths)]))
+    slow = [spec for spec, t in tokenizers.items() if not _on_tiktoken(t)]
+    fast = [spec for spec in tokenizers if spec not in slow]
+    return [_Part(spec, start, stop, index == 0) for spec in slow for index, (start, stop) in enumerate(bounds)] + [
+        _Part(spec, 0, len(lengths), True) for spec in fast]
+
+
+def _count_here(tokenizers: dict[str, Tokenizer], corpus: ParallelCorpus,
+                segmented: Segmented | None) -> Iterator[tuple[str, dict[str, LanguageCount], float]]:
+    for spec, tokenizer in tokenizers.items():
+        began = time.perf_counter()
+        yield spec, count(tokenizer, corpus, segmented), time.perf_counter() - began
 
 
 def count_all(tokenizers: dict[str, Tokenizer], corpus: ParallelCorpus,
@@ -230,26 +282,37 @@ def count_all(tokenizers: dict[str, Tokenizer], corpus: ParallelCorpus,
 
     With several cores, separable tokenizers are counted in forked worker processes, one per core and each
     single-threaded: the libraries' batch calls scale poorly over threads and leave the numpy work between them
-    on one core. Other tokenizers (an endpoint holds a client) are counted here.
+    on one core. The slow ones are shared out in parts (`_parts`), and a tokenizer's counts are gathered here
+    when its last part is in. Other tokenizers (an endpoint holds a client) are counted here.
     """
     global _WORK
     local = {spec: t for spec, t in tokenizers.items() if not t.separable}
     forked = {spec: t for spec, t in tokenizers.items() if t.separable}
-    workers = min(len(forked), os.cpu_count() or 1)
+    workers = os.cpu_count() or 1
     if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
         local, forked = tokenizers, {}
-    for spec, tokenizer in local.items():
-        began = time.perf_counter()
-        yield spec, count(tokenizer, corpus, segmented), time.perf_counter() - began
+    yield from _count_here(local, corpus, segmented)
     if not forked:
         return
     segmented = segmented if segmented is not None and segmented.corpus is corpus else segment(corpus)
-    # Tokenizers on tiktoken's engine are the cheapest: counted last, they let the workers finish together.
-    order = sorted(forked, key=lambda spec: _on_tiktoken(forked[spec]))
-    _WORK = (forked, corpus, segmented)
-    pool = multiprocessing.get_context("fork").Pool(workers, initializer=_single_threaded)
+    parts = _parts(forked, segmented, workers)
+    if len(parts) < 2:  # one tokenizer on tiktoken's engine: nothing to share out
+        yield from _count_here(forked, corpus, segmented)
+        return
+    waiting = {spec: [p for p in parts if p.spec == spec] for spec in forked}
+    done: dict[str, list[tuple[_Part, Measured, tuple[Measured, Measured] | None, float]]] = {s: [] for s in forked}
+    _WORK = (forked, segmented)
+    pool = multiprocessing.get_context("fork").Pool(min(workers, len(parts)), initializer=_single_threaded)
     try:
-        yield from pool.imap_unordered(_timed_count, order)
+        for result in pool.imap_unordered(_measure_part, parts):
+            spec = result[0].spec
+            done[spec].append(result)
+            if len(done[spec]) < len(waiting[spec]):
+                continue
+            pieces = sorted(done.pop(spec), key=lambda r: r[0].start)
+            units = Measured.concat([units for _, units, _, _ in pieces], len(segmented.unique))
+            edges = next(e for _, _, e, _ in pieces if e is not None)
+            yield spec, gather(forked[spec].name, segmented, units, *edges), sum(r[3] for r in pieces)
     finally:
         pool.terminate()
         pool.join()  # reaps the workers, so their CPU time counts as this process's children's

@@ -41,6 +41,14 @@ class Measured:
     def zeros(cls, n: int) -> "Measured":
         return cls(np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64))
 
+    @classmethod
+    def concat(cls, parts: Sequence[Measured], n: int) -> Measured:
+        """The parts one after another (n texts in all; zeros when there are no parts)."""
+        if not parts:
+            return cls.zeros(n)
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("tokens", "unknown_chars",
+                                                                             "fallback_tokens")))
+
 
 @runtime_checkable
 class Tokenizer(Protocol):
@@ -229,9 +237,9 @@ class HFTokenizer:
                                                                   len(part)) + 1)
                 measured.append(Measured(_attribute(np.cumsum(lengths) - lengths, unit_starts),
                                          np.zeros(len(part), np.int64), np.zeros(len(part), np.int64)))
-            return _join(measured, len(words))
+            return Measured.concat(measured, len(words))
         if self._wordwise:
-            return _join([self._measure_words(part, encoding) for part, encoding in zip(
+            return Measured.concat([self._measure_words(part, encoding) for part, encoding in zip(
                 parts, self.tokenizer.encode_batch(parts, is_pretokenized=True, add_special_tokens=False))], len(words))
         for part, encoding in zip(parts, self.tokenizer.encode_batch(texts, add_special_tokens=False)):
             ids = np.asarray(encoding.ids, np.int64)
@@ -241,7 +249,7 @@ class HFTokenizer:
             measured.append(Measured(_attribute(spans[:, 0], unit_starts),
                                      _attribute(spans[:, 0], unit_starts, (spans[:, 1] - spans[:, 0]) * unknown),
                                      _attribute(spans[:, 0], unit_starts, self._fallback[ids].astype(np.int64))))
-        return _join(measured, len(words))
+        return Measured.concat(measured, len(words))
 
 
     def _measure_words(self, part: Sequence[str], encoding: Any) -> Measured:
@@ -256,13 +264,6 @@ class HFTokenizer:
                 unknown[owner[token]] += end - start
         return Measured(np.bincount(owner, minlength=len(part)).astype(np.int64), unknown,
                         np.bincount(owner, weights=self._fallback[ids], minlength=len(part)).astype(np.int64))
-
-
-def _join(parts: list[Measured], n: int) -> Measured:
-    if not parts:
-        return Measured.zeros(n)
-    return Measured(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("tokens", "unknown_chars",
-                                                                              "fallback_tokens")))
 
 
 def short_name(path: Path) -> str:
