@@ -8,6 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 
 
+RESAMPLES = 1000  # bootstrap resamples of every CI unless asked otherwise
+
+
 @dataclass(frozen=True)
 class MetricSummary:
     value: float
@@ -20,7 +23,7 @@ class MetricSummary:
         return {"value": self.value, "stderr": self.stderr, "ci95": [self.ci_low, self.ci_high], "n": self.n}
 
 
-def summarize(values: list[float], *, seed: int = 0, resamples: int = 1000) -> MetricSummary:
+def summarize(values: list[float], *, seed: int = 0, resamples: int = RESAMPLES) -> MetricSummary:
     """Mean with the sample standard error (as lm-eval reports it) and a 95% bootstrap CI."""
     arr = np.asarray(values, dtype=np.float64)
     n = arr.size
