@@ -22,11 +22,12 @@ import json
 import os
 import platform
 import random
-import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from machine import cpu_seconds
 
 from lmaudit.contamination import build_index, items_from_tasks, scan_index
 from lmaudit.contamination.normalize import normalize
@@ -85,16 +86,10 @@ def naive_scan(index, texts: list[str]) -> tuple[float, set[int]]:
     return time.perf_counter() - began, found
 
 
-def _cpu_seconds() -> float:
-    """CPU time of this process and of its finished children (pool workers are reaped at pool shutdown)."""
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return time.process_time() + children.ru_utime + children.ru_stime
-
-
 def timed_scan(index, corpus, **options) -> dict:
-    cpu = _cpu_seconds()
+    cpu = cpu_seconds()
     result = scan_index(index, corpus, progress=False, **options)
-    cpu = _cpu_seconds() - cpu
+    cpu = cpu_seconds() - cpu
     stats = result.stats
     return {"files": stats.files, "documents": stats.documents, "mb": round(stats.text_bytes / 1e6, 2),
             "seconds": round(stats.seconds, 3), "mb_per_s": round(stats.mb_per_s, 1),

@@ -1,5 +1,6 @@
-"""What the benchmarks share: the machine's load as `uptime` prints it, and a command timed in a fresh process
-with the figures every benchmark records beside it (wall, CPU of the child, load before and after).
+"""What the benchmarks share: the machine's load as `uptime` prints it, CPU time with reaped children, and a
+command timed in a fresh process with the figures every benchmark records beside it (wall, CPU of the child, load
+before and after).
 
 The scripts run as `python bench/<name>.py`, so this folder is on sys.path and `from machine import ...` works."""
 
@@ -12,6 +13,12 @@ import sys
 import time
 from dataclasses import dataclass
 from typing import Any
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its reaped children (pool workers count once the pool is joined)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
 def uptime() -> str:

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import uptime
+from machine import cpu_seconds, uptime
 
 TIKTOKEN = ["r50k_base", "p50k_base", "cl100k_base", "o200k_base"]
 HUGGING_FACE = {"gpt2_hf": "gpt2_hf", "llama3": "llama3/tokenizer.json", "llama2_spm": "llama2_spm/tokenizer.model",
@@ -34,12 +34,6 @@ LOSS_LANGUAGES = ["eng_Latn", "deu_Latn", "fra_Latn", "spa_Latn", "ita_Latn", "p
                   "ces_Latn", "fin_Latn", "hun_Latn", "tur_Latn", "vie_Latn", "ind_Latn", "swh_Latn", "yor_Latn",
                   "rus_Cyrl", "ukr_Cyrl", "ell_Grek", "heb_Hebr", "arb_Arab", "pes_Arab", "hin_Deva", "ben_Beng",
                   "tam_Taml", "tha_Thai", "kor_Hang", "jpn_Jpan", "zho_Hans", "amh_Ethi"]
-
-
-def cpu_seconds() -> float:
-    """CPU time of this process and of its reaped children (lmaudit counts in forked workers)."""
-    times = os.times()
-    return times.user + times.system + times.children_user + times.children_system
 
 
 def naive_counts(specs: dict[str, str], corpus) -> tuple[dict[str, dict[str, int]], float]:

@@ -165,6 +165,10 @@ def bootstrap_joint(t_indptr, t_indices, t_owners, h_indptr, h_indices, h_owners
     out = np.empty(resamples)
     n_h, n_q = float(h_owners.size), float(q_owners.size)
     m_t, m_h, m_q = t_indptr.size - 1, h_indptr.size - 1, q_indptr.size - 1
+    held = np.zeros(m_t, np.int64)  # the target's own multiplicities, for resamples that hold it
+    if not resample_target:
+        for owner in t_owners:
+            held[owner] += 1
     for r in prange(resamples):
         state = _stream(seed, r)
         h_rows, q_rows, t_rows = np.empty(m_h, np.int64), np.empty(m_q, np.int64), np.empty(m_t, np.int64)
@@ -175,9 +179,7 @@ def bootstrap_joint(t_indptr, t_indices, t_owners, h_indptr, h_indices, h_owners
         if resample_target:
             _draw_counts(t_owners, t_rows, state)
         else:
-            t_rows[:] = 0
-            for owner in t_owners:
-                t_rows[owner] += 1
+            t_rows[:] = held
         _word_counts(h_indptr, h_indices, h_rows, h_words)
         _word_counts(q_indptr, q_indices, q_rows, q_words)
         offset = _log_odds(q_words, n_q, smoothing, logit_q) - _log_odds(h_words, n_h, smoothing, logit_p)

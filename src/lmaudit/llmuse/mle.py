@@ -173,7 +173,8 @@ def estimate(problem: MixtureProblem, *, resamples: int = 1000, seed: int = 0) -
     bias = float(joint.mean() - alpha_hat)
     alpha = _clip(alpha_hat - bias)
     n = problem.target.n
-    var_target = max(float(target_only.var(ddof=1)) - alpha * (1.0 - alpha) / n, 0.0)  # fixed composition
+    var_target_only = float(target_only.var(ddof=1))
+    var_target = max(var_target_only - alpha * (1.0 - alpha) / n, 0.0)  # fixed composition
     var_references = float(references_only.var(ddof=1))
     var_bias = float(joint.var(ddof=1)) / resamples  # Monte Carlo error of the estimated bias
     stderr = (var_target + var_references + var_bias) ** 0.5
@@ -183,7 +184,7 @@ def estimate(problem: MixtureProblem, *, resamples: int = 1000, seed: int = 0) -
         alpha=alpha, mle=alpha_hat, bias=bias, ci=Interval(_clip(alpha - Z95 * stderr), _clip(alpha + Z95 * stderr)),
         ci_percentile=Interval(float(low), float(high)), ci_target_only=Interval(float(t_low), float(t_high)),
         ci_profile=problem.profile_interval(alpha_hat), anchor=float((t_low + t_high) / 2),
-        stderr=stderr, stderr_target_only=float(target_only.std(ddof=1)),
+        stderr=stderr, stderr_target_only=var_target_only ** 0.5,
         reference_share=var_references / stderr**2 if stderr > 0 else 0.0,
         n_target=n, n_human=problem.human.n, n_ai=problem.ai.n,
         vocabulary_size=problem.target.width, resamples=resamples)

@@ -104,10 +104,10 @@ class BatchDecoder:
         logits = self._prefill(rows)
         texts: dict[int, bytearray] = {index: bytearray() for index in range(len(rows))}
         cuts: dict[int, int] = {}
-        live = [index for index, row in enumerate(rows) if row.max_tokens > 0]
-        for index, row in enumerate(rows):
+        for row in rows:
             if row.max_tokens <= 0:
                 row.finish = "length"
+        live = [index for index, row in enumerate(rows) if row.finish is None]
         logits = logits[live]
         while live:
             logprobs = torch.log_softmax(torch.from_numpy(logits), dim=-1)

@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import re
 import time
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ import numpy as np
 from lmaudit.tokens import tokenizers as _tokenizers
 from lmaudit.tokens.corpora import ParallelCorpus
 from lmaudit.tokens.tokenizers import (
+    MEASURED_FIELDS,
     SENTINEL,
     HFTokenizer,
     Measured,
@@ -177,8 +179,7 @@ def measure_edges(tokenizer: Tokenizer, segmented: Segmented) -> tuple[Measured,
     lasts = [edges[1] for edges in segmented.edges.values() if len(edges) > 1]
     with_sentinel = tokenizer.measure([SENTINEL + unit for unit in lasts])
     sentinel = tokenizer.measure([SENTINEL])
-    return firsts, Measured(*(getattr(with_sentinel, f) - getattr(sentinel, f)[0]
-                              for f in ("tokens", "unknown_chars", "fallback_tokens")))
+    return firsts, Measured(*(getattr(with_sentinel, f) - getattr(sentinel, f)[0] for f in MEASURED_FIELDS))
 
 
 def gather(name: str, segmented: Segmented, units: Measured, firsts: Measured,
@@ -299,15 +300,15 @@ def count_all(tokenizers: dict[str, Tokenizer], corpus: ParallelCorpus,
     if len(parts) < 2:  # one tokenizer on tiktoken's engine: nothing to share out
         yield from _count_here(forked, corpus, segmented)
         return
-    waiting = {spec: [p for p in parts if p.spec == spec] for spec in forked}
-    done: dict[str, list[tuple[_Part, Measured, tuple[Measured, Measured] | None, float]]] = {s: [] for s in forked}
+    expected = Counter(part.spec for part in parts)
+    done: dict[str, list[tuple[_Part, Measured, tuple[Measured, Measured] | None, float]]] = defaultdict(list)
     _WORK = (forked, segmented)
     pool = multiprocessing.get_context("fork").Pool(min(workers, len(parts)), initializer=_single_threaded)
     try:
         for result in pool.imap_unordered(_measure_part, parts):
             spec = result[0].spec
             done[spec].append(result)
-            if len(done[spec]) < len(waiting[spec]):
+            if len(done[spec]) < expected[spec]:
                 continue
             pieces = sorted(done.pop(spec), key=lambda r: r[0].start)
             units = Measured.concat([units for _, units, _, _ in pieces], len(segmented.unique))

@@ -29,6 +29,9 @@ CHUNK_UNITS = 20_000  # units per native call: long enough to amortise the call,
 THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
+MEASURED_FIELDS = ("tokens", "unknown_chars", "fallback_tokens")  # of Measured, in order
+
+
 @dataclass
 class Measured:
     """Per text: tokens, characters covered by unknown tokens, and byte-fallback tokens (one byte each)."""
@@ -46,8 +49,7 @@ class Measured:
         """The parts one after another (n texts in all; zeros when there are no parts)."""
         if not parts:
             return cls.zeros(n)
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("tokens", "unknown_chars",
-                                                                             "fallback_tokens")))
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in MEASURED_FIELDS))
 
 
 @runtime_checkable
@@ -250,7 +252,6 @@ class HFTokenizer:
                                      _attribute(spans[:, 0], unit_starts, (spans[:, 1] - spans[:, 0]) * unknown),
                                      _attribute(spans[:, 0], unit_starts, self._fallback[ids].astype(np.int64))))
         return Measured.concat(measured, len(words))
-
 
     def _measure_words(self, part: Sequence[str], encoding: Any) -> Measured:
         """One chunk encoded as pre-tokenized words (one per unit): word ids give each token's unit, so the offsets
