@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lmaudit.core.errors import UnknownNameError
-from lmaudit.core.stats import summarize
+from lmaudit.core.stats import bounded_normal_interval, summarize
 from lmaudit.core.types import (
     Generation,
     GenerateRequest,
@@ -64,3 +64,34 @@ def test_bootstrap_ci_covers_about_95_percent():
 def test_unknown_name_suggests_closest():
     error = UnknownNameError("task", "mmul", ["mmlu", "truthfulqa_mc1"])
     assert "Did you mean 'mmlu'?" in str(error) and "truthfulqa_mc1" in str(error)
+
+
+def _brute_force_acceptance(mu: float, level: float = 0.95) -> tuple[float, float]:
+    """Feldman and Cousins's construction done by hand: sort a fine grid of x by the likelihood ratio against the
+    best allowed mean, max(x, 0), and take x until `level` of N(mu, 1) is in."""
+    from scipy.stats import norm
+
+    x = np.linspace(-15, 15, 600_001)
+    ratio = -((x - mu) ** 2) / 2 + (x - np.maximum(x, 0.0)) ** 2 / 2
+    order = np.argsort(-ratio, kind="stable")
+    taken = x[order][: np.searchsorted(np.cumsum(norm.pdf(x[order] - mu) * (x[1] - x[0])), level) + 1]
+    return float(taken.min()), float(taken.max())
+
+
+def test_bounded_interval_is_feldman_cousins_and_covers_its_level_at_the_bound():
+    # The interval at x is {mu : x in acceptance(mu)}: its ends are where acceptance's ends cross x.
+    for mu in (0.3, 1.0, 1.5):
+        left, right = _brute_force_acceptance(mu)
+        assert bounded_normal_interval(right, 1.0, high=99.0)[0] == pytest.approx(mu, abs=2e-3)
+        assert bounded_normal_interval(left, 1.0, high=99.0)[1] == pytest.approx(mu, abs=2e-3)
+    # At mu = 0 the acceptance is one-sided: 0 is left out exactly when x > z(0.95), 5% of the time.
+    assert bounded_normal_interval(1.6, 1.0)[0] == 0.0 < bounded_normal_interval(1.7, 1.0)[0]
+    rng = np.random.default_rng(0)
+    draws = rng.normal(0.0, 1.0, 2_000)
+    covered = np.mean([bounded_normal_interval(x, 1.0, high=99.0)[0] == 0.0 for x in draws])
+    assert covered == pytest.approx(0.95, abs=0.015)  # three standard errors of a share of 2,000
+    # Far from the bound it is the two-sided normal interval, in the estimate's units, clipped at `high`.
+    low, high = bounded_normal_interval(0.5, 0.05)
+    assert (low, high) == (pytest.approx(0.5 - 1.959964 * 0.05), pytest.approx(0.5 + 1.959964 * 0.05))
+    assert bounded_normal_interval(0.99, 0.05)[1] == 1.0
+    assert bounded_normal_interval(-0.2, 0.0) == (0.0, 0.0)

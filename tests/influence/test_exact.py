@@ -47,8 +47,8 @@ def test_diagonal_is_the_exact_diagonal_of_the_fisher_and_its_scores_are_exact(t
         with torch.no_grad():
             labels = []
             for s in sequences[:40]:
-                logprobs = torch.log_softmax(tiny64.forward(torch.tensor([s.tokens]))[:, :-1].double(), dim=-1)
-                labels.append(sample_labels(logprobs, [sequence_seed(3, s.sequence_id)], [len(s.tokens)])[0].tolist())
+                logprobs = torch.log_softmax(tiny64.forward(torch.tensor([s.tokens]))[0, :-1].double(), dim=-1)
+                labels.append(sample_labels([logprobs], [sequence_seed(3, s.sequence_id)])[0].tolist())
     fit_grads = per_sequence_gradients(tiny64, layers, [s.tokens for s in sequences[:40]], labels=labels)
     blocks = fisher_blocks(fit_grads)
     for layer, block in zip(layers, blocks):

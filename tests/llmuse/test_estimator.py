@@ -1,5 +1,7 @@
 """The exact MLE, the sparse matrices, the Bernoulli sampler, and the estimator's bias and coverage."""
 
+from statistics import NormalDist
+
 import numpy as np
 import pytest
 from scipy import sparse
@@ -9,7 +11,7 @@ from lmaudit.core.errors import DataError
 from lmaudit.llmuse.anchor import anchor_bootstrap, anchor_log_probabilities
 from lmaudit.llmuse.kernels import bootstrap_target, log_likelihoods, solve_weighted
 from lmaudit.llmuse.matrix import from_index_lists, from_rows
-from lmaudit.llmuse.mle import CHI2_95, Z95, MixtureProblem, estimate
+from lmaudit.llmuse.mle import CHI2_95, MixtureProblem, estimate
 from lmaudit.llmuse.simulate import sample_mixture, sample_sentences, word_model
 from lmaudit.llmuse.validation import SimulationSizes, StudySettings, headline, validate_simulated
 
@@ -31,15 +33,20 @@ def test_exact_mle_matches_a_bounded_search_and_handles_the_bounds():
         is_ai = rng.random(4000) < share
         d = rng.normal(np.where(is_ai, 1.5, -1.5), 1.0)
         w = rng.integers(0, 3, size=d.size).astype(np.float64)
-        ours = solve_weighted(d, w, 0.5)
+        ours = solve_weighted(d, w, 0.5, False)
         assert ours == pytest.approx(_brute_force(d, w), abs=2e-6)
-    assert solve_weighted(np.full(50, -3.0), np.ones(50), 0.5) == 0.0
-    assert solve_weighted(np.full(50, 3.0), np.ones(50), 0.5) == 1.0
+    assert solve_weighted(np.full(50, -3.0), np.ones(50), 0.5, False) == 0.0
+    assert solve_weighted(np.full(50, 3.0), np.ones(50), 0.5, False) == 1.0
+    # extended past a bound: the Newton step from it, l'/|l''| with l'(0) = sum (e^d - 1), l''(0) = -sum (e^d - 1)^2
+    assert solve_weighted(np.full(50, -3.0), np.ones(50), 0.5, True) == pytest.approx(1 / (np.exp(-3.0) - 1))
+    assert solve_weighted(np.full(50, 3.0), np.ones(50), 0.5, True) == pytest.approx(1 + 1 / (1 - np.exp(-3.0)))
+    d = rng.normal(np.where(rng.random(4000) < 0.2, 1.5, -1.5), 1.0)
+    assert solve_weighted(d, np.ones(d.size), 0.5, True) == solve_weighted(d, np.ones(d.size), 0.5, False)
 
 
 def test_extreme_log_ratios_stay_finite():
     d = np.array([-900.0, -40.0, 0.0, 40.0, 900.0] * 20)
-    assert 0.0 < solve_weighted(d, np.ones(d.size), 0.5) < 1.0
+    assert 0.0 < solve_weighted(d, np.ones(d.size), 0.5, False) < 1.0
     values = log_likelihoods(d, np.ones(d.size), np.linspace(0, 1, 11))
     assert np.all(np.isfinite(values)) and np.all(np.diff(values, 2) <= 1e-9)  # concave
 
@@ -52,11 +59,11 @@ def test_bootstrap_draws_do_not_depend_on_threads_and_match_the_curvature():
     d = rng.normal(np.where(is_ai, 2.0, -2.0), 1.0)
     owners = np.arange(d.size)
     numba.set_num_threads(1)
-    one = bootstrap_target(d, owners, 42, 200, 0.2)
+    one = bootstrap_target(d, owners, 42, 200, 0.2, False)
     numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
-    assert np.array_equal(one, bootstrap_target(d, owners, 42, 200, 0.2))
-    assert not np.array_equal(one, bootstrap_target(d, owners, 43, 200, 0.2))
-    alpha = solve_weighted(d, np.ones(d.size), 0.5)
+    assert np.array_equal(one, bootstrap_target(d, owners, 42, 200, 0.2, False))
+    assert not np.array_equal(one, bootstrap_target(d, owners, 43, 200, 0.2, False))
+    alpha = solve_weighted(d, np.ones(d.size), 0.5, False)
     step = 1e-4
     curvature = -(log_likelihoods(d, np.ones(d.size), np.array([alpha - step, alpha, alpha + step])) @ [1, -2, 1])
     assert abs(one.mean() - alpha) < 0.005
@@ -98,7 +105,7 @@ def test_the_anchors_loop_finds_the_same_mle_and_a_target_only_interval():
     target = from_rows(sample_mixture(rng, model, 1500, 0.2)[:, keep])
     log_p, log_q = anchor_log_probabilities(human, ai, target)
     # Our exact solver on the same unsmoothed log-likelihoods agrees with the anchor's optimiser.
-    ours = solve_weighted(log_q - log_p, np.ones(log_p.size), 0.5)
+    ours = solve_weighted(log_q - log_p, np.ones(log_p.size), 0.5, False)
     loop = anchor_bootstrap(log_p, log_q, resamples=30, seed=0)
     assert loop.alphas.size == 30 and loop.low < ours < loop.high
     assert abs(np.median(loop.alphas) - ours) < 0.02 and 0.1 < ours < 0.3
@@ -143,8 +150,9 @@ def test_joint_bootstrap_removes_the_reference_bias_the_target_only_method_keeps
                              from_rows(sample_mixture(rng, model, 5000, 0.1)))
     found = estimate(problem, resamples=200, seed=3)
     assert found.bias > 0
-    assert found.ci.low == pytest.approx(found.alpha - Z95 * found.stderr)
-    assert found.ci.high == pytest.approx(found.alpha + Z95 * found.stderr)
+    z95 = NormalDist().inv_cdf(0.975)  # far from 0, the bounded interval is the two-sided normal one
+    assert found.ci.low == pytest.approx(found.alpha - z95 * found.stderr)
+    assert found.ci.high == pytest.approx(found.alpha + z95 * found.stderr)
     # the references add uncertainty to the target's own (fixed-composition) part
     target_part = (found.stderr_target_only**2 - found.alpha * (1 - found.alpha) / found.n_target) ** 0.5
     assert found.stderr > target_part and 0.1 < found.reference_share < 0.9
@@ -167,3 +175,28 @@ def test_a_corpus_told_apart_exactly_has_its_share_known_to_the_sentence():
     assert found.mle == pytest.approx(0.1, abs=1e-6) and found.ci.covers(0.1)
     assert found.stderr_target_only == pytest.approx((0.1 * 0.9 / 1000) ** 0.5, rel=0.25)
     assert found.ci.width < 0.15 * found.ci_target_only.width
+
+
+def test_the_vocabulary_is_chosen_in_the_data_and_again_in_every_resample():
+    """Words are kept by their counts in the references; a resample counts again and keeps again. On the data the
+    problem over all candidate words equals the one over the words kept; its resamples differ where a word near the
+    threshold falls out of (or comes into) a resample's vocabulary."""
+    rng = np.random.default_rng(2)
+    model = word_model(300, seed=1, shift=0.5)
+    human, ai = (sample_sentences(rng, pr, 2000) for pr in (model.p, model.q))
+    target = sample_mixture(rng, model, 1000, 0.2)
+    counts_h, counts_a = (np.asarray(m.sum(axis=0)).ravel() for m in (human, ai))
+    kept = np.flatnonzero((counts_h >= 5) & (counts_a >= 3))
+    assert 0 < kept.size < 300 and np.any((counts_h == 5) | (counts_a == 3))  # words right at a threshold
+    chosen = MixtureProblem(from_rows(human), from_rows(ai), from_rows(target), min_human=5, min_ai=3)
+    fixed = MixtureProblem(from_rows(human[:, kept]), from_rows(ai[:, kept]), from_rows(target[:, kept]))
+    assert chosen.vocabulary().sum() == kept.size
+    per_sentence = [problem.log_ratios()[problem.target.owners] for problem in (chosen, fixed)]
+    np.testing.assert_allclose(*per_sentence, rtol=1e-12, atol=1e-9)
+    assert chosen.mle() == pytest.approx(fixed.mle(), abs=1e-9)
+    again = chosen.bootstrap(50, np.random.default_rng(4), references=True)
+    held = fixed.bootstrap(50, np.random.default_rng(4), references=True)
+    assert not np.allclose(again, held)
+    assert abs(again.mean() - held.mean()) < 0.05  # the same problem, resampled: close, not equal
+    with pytest.raises(DataError, match="no vocabulary left"):
+        MixtureProblem(from_rows(human), from_rows(ai), from_rows(target), min_human=10**6)

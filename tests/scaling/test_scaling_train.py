@@ -41,7 +41,15 @@ def test_schedule_warms_up_then_decays_to_the_floor():
 
 
 def test_resumed_run_equals_an_uninterrupted_one(token_data, tmp_path):
-    straight = train_run(SPEC, token_data, tmp_path / "straight", heldout_tokens=1024, progress=False, threads=1)
+    import torch
+
+    callers = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        straight = train_run(SPEC, token_data, tmp_path / "straight", heldout_tokens=1024, progress=False, threads=1)
+        assert torch.get_num_threads() == 2  # the run's thread count does not outlive it
+    finally:
+        torch.set_num_threads(callers)
     assert train_run(SPEC, token_data, tmp_path / "resumed", heldout_tokens=1024, progress=False, threads=1,
                      stop_after_steps=10) is None
     assert (tmp_path / "resumed" / CHECKPOINT).exists()

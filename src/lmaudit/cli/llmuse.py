@@ -177,7 +177,7 @@ def estimate_command(
         identity = {"target": file_digest(target), "columns": [text_column, group_column, date_column, period],
                     "group_prefix": group_prefix, "groups": wanted}
     else:
-        matrices, documents = target_sentences(corpus, refs.table.words, mode=vocabulary, text_field=text_field,
+        matrices, documents = target_sentences(corpus, refs.candidates, mode=vocabulary, text_field=text_field,
                                                group_field=group_field, group_prefix=group_prefix,
                                                executor=executor, workers=workers, progress=not quiet)
         strata = strata_of_groups(matrices, documents)
@@ -266,7 +266,6 @@ def validate_command(
         details = {"simulation": identity["simulate"]}
     else:
         from lmaudit.core.hashing import file_digest
-        from lmaudit.llmuse.matrix import from_word_sets
         from lmaudit.llmuse.reference import load_reference
         from lmaudit.llmuse.runs import EstimateSettings, reference_corpora, reference_details
         from lmaudit.llmuse.validation import validate_heldout
@@ -275,7 +274,7 @@ def validate_command(
         ref = load_reference(reference)
         estimate_settings = EstimateSettings(vocabulary, min_human, min_ai, resamples, seed, paired=paired)
         refs = reference_corpora(ref, estimate_settings, progress=not quiet)
-        held = [from_word_sets(sentence_sets(ref.sentences(source, "heldout"), vocabulary), refs.table.words)
+        held = [refs.matrix(sentence_sets(ref.sentences(source, "heldout"), vocabulary))
                 for source in ("human", "ai")]
         identity = {"reference": file_digest(ref.path), "vocabulary": vocabulary, "min": [min_human, min_ai],
                     "paired": paired,

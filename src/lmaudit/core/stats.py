@@ -42,3 +42,54 @@ def summarize(values: list[float], *, seed: int = 0, resamples: int = RESAMPLES)
         means[start:stop] = arr[idx].mean(axis=1)
     low, high = np.percentile(means, [2.5, 97.5])
     return MetricSummary(mean, stderr, float(low), float(high), n)
+
+
+def _normal_cdf(x: float) -> float:
+    return 0.5 * math.erfc(-x / math.sqrt(2.0))
+
+
+def _normal_quantile(p: float) -> float:
+    return _bisect(lambda x: _normal_cdf(x) - p, -40.0, 40.0)
+
+
+def _bisect(f, low: float, high: float, steps: int = 80) -> float:
+    """The root of an increasing f between low and high."""
+    for _ in range(steps):
+        middle = 0.5 * (low + high)
+        if f(middle) < 0.0:
+            low = middle
+        else:
+            high = middle
+    return 0.5 * (low + high)
+
+
+def _acceptance(mu: float, level: float) -> tuple[float, float]:
+    """Feldman and Cousins's acceptance region [x1, x2] at mean mu >= 0, for x ~ N(mu, 1): the x with the largest
+    likelihood ratio against the best mean allowed (max(x, 0)), up to probability `level`. Far from 0 it is
+    mu -+ z(level); at 0 it is one-sided, x <= z(1 - (1 - level))."""
+    two_sided = _normal_quantile(0.5 + level / 2.0)
+    if mu >= two_sided:
+        return mu - two_sided, mu + two_sided
+    if mu <= 0.0:
+        return -math.inf, _normal_quantile(level)
+    # Where the half-width k exceeds mu, the region's left end is the negative x with ratio exp(x mu - mu^2 / 2)
+    # equal to the bound exp(-k^2 / 2) at the right end.
+    half = _bisect(lambda k: _normal_cdf(k) - _normal_cdf(-(mu * mu + k * k) / (2.0 * mu)) - level, mu, two_sided)
+    return (mu * mu - half * half) / (2.0 * mu), mu + half
+
+
+def bounded_normal_interval(value: float, stderr: float, *, level: float = 0.95, low: float = 0.0,
+                            high: float = 1.0) -> tuple[float, float]:
+    """A `level` interval for a quantity known to lie in [low, high], from an estimate `value` (not clipped: it
+    may fall outside) with normal error `stderr`: Feldman and Cousins's unified interval for a normal mean
+    bounded below (Phys. Rev. D 57, 1998), clipped at `high`. Far from `low` it is value -+ z stderr; near it,
+    it turns into an upper limit smoothly, and covers `level` of the time at `low` itself, where a two-sided
+    interval clipped at the bound never misses below and covers more."""
+    if not stderr > 0.0:
+        clipped = min(max(value, low), high)
+        return clipped, clipped
+    x = (value - low) / stderr
+    right_end = _acceptance(0.0, level)[1]
+    lower = 0.0 if x <= right_end else _bisect(lambda mu: _acceptance(mu, level)[1] - x, 0.0, x)
+    upper = _bisect(lambda mu: _acceptance(mu, level)[0] - x, 0.0, max(x, 0.0) + 8.0)
+    return min(low + lower * stderr, high), min(low + upper * stderr, high)

@@ -31,7 +31,7 @@ from lmaudit.influence.factors import (
     lambda_sums,
     rotate_batch,
 )
-from lmaudit.influence.gradients import BatchGradients, batch_gradients
+from lmaudit.influence.gradients import BatchGradients, batch_gradients, length_batches
 from lmaudit.influence.modules import TrackedLayer
 from lmaudit.influence.scoring import QueryGradients, layer_scores, token_scores
 
@@ -70,11 +70,9 @@ class Worker:
 
     def gradients(self, chunk: Sequence[TrainingSequence], *, fit: bool, data: bool) -> list[tuple[list[int],
                                                                                               BatchGradients]]:
-        """The chunk's batches (longest sequences first, so padding stays small) with their positions."""
-        order = sorted(range(len(chunk)), key=lambda i: (-len(chunk[i].tokens), i))
+        """The chunk's batches (sequences of like lengths, so padding stays small) with their positions."""
         out = []
-        for start in range(0, len(order), self.batch_size):
-            positions = order[start:start + self.batch_size]
+        for positions in length_batches([len(s.tokens) for s in chunk], self.batch_size):
             rows = [chunk[i].tokens for i in positions]
             seeds = [sequence_seed(self.settings.seed, chunk[i].sequence_id) for i in positions]
             out.append((positions, batch_gradients(self.model, self.layers, rows,

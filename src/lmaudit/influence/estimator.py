@@ -168,7 +168,9 @@ class InfluenceEstimator:
             self._timed(stage, started)
             if stage == "covariance":
                 started = time.perf_counter()
-                bases = self._eigen(folder, sums["covariance"], self._identity("eigen", digest))
+                # The factors file is written right after the last stage: only a later stage needs a checkpoint.
+                bases = self._eigen(folder, sums["covariance"], self._identity("eigen", digest),
+                                    keep=stage != settings.stages[-1])
                 self._timed("eigendecomposition", started)
         factors = build_factors(settings, self.layers, self.model.fingerprint(), groups=self.groups,
                                 diagonal=sums.get("diagonal"), bases=bases, lambdas=sums.get("lambda"),
@@ -176,8 +178,9 @@ class InfluenceEstimator:
         factors.save(folder)
         return factors
 
-    def _eigen(self, folder: Path, covariance: Sums, identity: dict[str, Any]) -> dict[str, tuple]:
-        """The Kronecker eigenbases, from the checkpoint when this very covariance was decomposed before."""
+    def _eigen(self, folder: Path, covariance: Sums, identity: dict[str, Any], keep: bool) -> dict[str, tuple]:
+        """The Kronecker eigenbases, from the checkpoint when this very covariance was decomposed before; `keep`:
+        checkpoint them."""
         path = folder / EIGEN_FILE
         if path.exists():
             saved, meta = Sums.load(path)
@@ -188,6 +191,8 @@ class InfluenceEstimator:
         self.log(f"eigendecomposition of {len(self.layers)} gradient and {len(set(self.groups.values()))} input "
                  f"factors (float64)")
         bases = kronecker_bases(covariance, self.layers, self.groups, self.settings)
+        if not keep:
+            return bases
         store = Sums({f"{part}:{name}": tensor.contiguous().clone()
                       for name, values in bases.items() for part, tensor in zip(("QS", "sigma", "QA", "alpha"), values)})
         store.save(path, identity=identity)

@@ -180,16 +180,20 @@ def gram(values: Any) -> Any:
 
 
 def eigendecompose(matrix: Any) -> tuple[Any, Any]:
-    """(eigenvalues >= 0, eigenvectors) of a symmetric positive semi-definite float64 matrix."""
+    """(eigenvalues >= 0, eigenvectors) of a symmetric positive semi-definite float64 matrix.
+
+    numpy's eigh (LAPACK's divide and conquer through OpenBLAS) runs without the GIL and took 0.45 s per
+    1536 x 1536 factor here against torch's 0.55 s, two at a time on two cores."""
+    import numpy as np
     import torch
 
     symmetric = 0.5 * (matrix + matrix.T)
-    values, vectors = torch.linalg.eigh(symmetric)
-    return values.clamp_min(0.0), vectors
+    values, vectors = np.linalg.eigh(symmetric.numpy())
+    return torch.from_numpy(values).clamp_min(0.0), torch.from_numpy(vectors)
 
 
 def eigendecompose_all(matrices: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """Many eigendecompositions, each on one thread, as many at a time as torch has threads.
+    """Many eigendecompositions, each on one thread, as many at a time as torch has threads, largest first.
 
     A multi-threaded LAPACK eigh waits for every thread at each step: on a machine shared with other jobs, one
     descheduled thread stalls it (measured here: four 1536 x 1536 decompositions took 19-35 s on two threads
@@ -197,14 +201,13 @@ def eigendecompose_all(matrices: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     import torch
     from concurrent.futures import ThreadPoolExecutor
 
+    from threadpoolctl import threadpool_limits
+
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-            results = dict(zip(matrices, pool.map(eigendecompose, matrices.values())))
-    finally:
-        torch.set_num_threads(threads)
-    return results
+    order = sorted(matrices, key=lambda key: -matrices[key].shape[0])
+    with threadpool_limits(1), ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        results = dict(zip(order, pool.map(eigendecompose, [matrices[key] for key in order])))
+    return {key: results[key] for key in matrices}
 
 
 @dataclass

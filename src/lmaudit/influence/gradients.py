@@ -49,6 +49,24 @@ def sequence_grads(grads: Any, inputs: Any) -> Any:
     return torch.bmm(grads.transpose(1, 2), inputs)
 
 
+def length_batches(lengths: Sequence[int], batch_size: int, padding: float = 0.25) -> list[list[int]]:
+    """Indices grouped into batches of at most `batch_size`, longest first, a batch closed early when right-padding
+    it to its longest row would add more than `padding` x its real tokens (so that one long query does not make
+    seven short ones pay for its length)."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    batches: list[list[int]] = []
+    for index in order:
+        current = batches[-1] if batches else None
+        if current is not None and len(current) < batch_size:
+            width = lengths[current[0]]
+            real = sum(lengths[i] for i in current) + lengths[index]
+            if width * (len(current) + 1) <= (1 + padding) * real:
+                current.append(index)
+                continue
+        batches.append([index])
+    return batches
+
+
 @contextmanager
 def grads_only_for(module: Any, parameters: Sequence[Any] = ()) -> Iterator[None]:
     """Only `parameters` (none by default) require a gradient during the pass: nothing is computed or kept for
@@ -114,6 +132,7 @@ def batch_gradients(model: Any, layers: Sequence[TrackedLayer], rows: Sequence[S
     `data` asks for the gradients of the loss on the row's own tokens.
     """
     import torch
+    import torch.nn.functional as F
 
     if fit not in (None, "empirical", "true"):
         raise ConfigError(f"fisher must be 'empirical' or 'true', got {fit!r}")
@@ -123,27 +142,32 @@ def batch_gradients(model: Any, layers: Sequence[TrackedLayer], rows: Sequence[S
     starts = list(targets_from) if targets_from is not None else [1] * len(rows)
     pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
     ids = torch.tensor([list(r) + [pad] * (width - len(r)) for r in rows], device=device)
-    # Position t predicts token t+1; it is scored when that token is a target of its row.
+    # Position t predicts token t+1; it is scored when that token is a target of its row. Logits are computed
+    # at scored positions only: a query's prompt and every row's padding never reach the vocabulary projection.
     following = torch.arange(1, width, device=device)
     lengths_t = torch.tensor(lengths, device=device)
     starts_t = torch.tensor(starts, device=device)
     scored = (following[None, :] >= starts_t[:, None]) & (following[None, :] < lengths_t[:, None])
     real = torch.arange(width, device=device)[None, :] < lengths_t[:, None]
+    at = F.pad(scored, (0, 1))
+    targets = ids[:, 1:][scored]
+    row_of = torch.arange(len(rows), device=device)[:, None].expand_as(scored)[scored]
 
     module = model.module
     with grads_only_for(module), torch.enable_grad(), _Recorder(module, layers) as recorder:
-        logits = model.forward(ids)
+        logits = model.forward(ids, positions=at)
         dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
-        logprobs = torch.log_softmax(logits[:, :-1].to(dtype), dim=-1)
+        logits = logits.to(dtype)
         outputs = [recorder.outputs[layer.name] for layer in layers]
         missing = [layer.name for layer in layers if layer.name not in recorder.outputs]
         if missing:
             raise ConfigError(f"layers {', '.join(missing)} did not run in the model's forward pass")
-        data_nll = -(logprobs.gather(-1, ids[:, 1:, None]).squeeze(-1) * scored)
+        data_nll = F.cross_entropy(logits, targets, reduction="none")
         fit_grads = data_grads = None
         if fit == "true":
-            labels = sample_labels(logprobs.detach(), seeds, lengths)
-            fit_loss = -(logprobs.gather(-1, labels[:, :, None]).squeeze(-1) * scored).sum()
+            per_row = torch.log_softmax(logits.detach(), dim=-1).split(scored.sum(dim=1).tolist())
+            labels = torch.cat(sample_labels(per_row, seeds))
+            fit_loss = F.cross_entropy(logits, labels, reduction="sum")
             fit_grads = torch.autograd.grad(fit_loss, outputs, retain_graph=data)
         if data or fit == "empirical":
             data_grads = torch.autograd.grad(data_nll.sum(), outputs)
@@ -174,21 +198,23 @@ def batch_gradients(model: Any, layers: Sequence[TrackedLayer], rows: Sequence[S
         kept = fitted  # one set of gradients serves both (the replay cache counts them once)
     else:
         kept = by_layer(data_grads)
-    return BatchGradients(lengths, inputs, fitted, kept, groups, data_nll.detach().double().sum(dim=1).cpu())
+    losses = torch.zeros(len(rows), dtype=torch.float64, device=device)
+    losses.index_add_(0, row_of, data_nll.detach().double())
+    return BatchGradients(lengths, inputs, fitted, kept, groups, losses.cpu())
 
 
-def sample_labels(logprobs: Any, seeds: Sequence[int] | None, lengths: Sequence[int]) -> Any:
-    """One label per position from the model's distribution, each row from its own seeded generator."""
+def sample_labels(logprobs: Sequence[Any], seeds: Sequence[int] | None) -> list[Any]:
+    """One label per position from the model's distribution: `logprobs` holds each row's (positions, vocabulary)
+    log-probabilities, and each row draws from its own seeded generator."""
     import torch
 
     if seeds is None:
         raise ConfigError("the true Fisher samples labels: give one seed per sequence")
-    labels = torch.zeros(logprobs.shape[:2], dtype=torch.long, device=logprobs.device)
-    for row, (seed, length) in enumerate(zip(seeds, lengths)):
-        count = max(0, length - 1)
-        if count == 0:
+    labels = []
+    for row, seed in zip(logprobs, seeds):
+        if len(row) == 0:
+            labels.append(torch.zeros(0, dtype=torch.long, device=row.device))
             continue
-        generator = torch.Generator(device=logprobs.device).manual_seed(int(seed))
-        probs = logprobs[row, :count].exp()
-        labels[row, :count] = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        generator = torch.Generator(device=row.device).manual_seed(int(seed))
+        labels.append(torch.multinomial(row.exp(), 1, generator=generator).squeeze(-1))
     return labels

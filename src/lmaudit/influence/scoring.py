@@ -31,7 +31,7 @@ from tqdm import tqdm
 from lmaudit.core.errors import ConfigError
 from lmaudit.influence.data import EncodedQuery
 from lmaudit.influence.factors import Factors, rotate_batch
-from lmaudit.influence.gradients import BatchGradients, batch_gradients, sequence_grads
+from lmaudit.influence.gradients import BatchGradients, batch_gradients, length_batches, sequence_grads
 from lmaudit.influence.modules import TrackedLayer
 
 
@@ -65,17 +65,19 @@ def query_gradients(model: Any, layers: Sequence[TrackedLayer], queries: Sequenc
     bases = factors.bases() if eigenbasis else None
     if eigenbasis and bases is None:
         raise ConfigError(f"strategy {factors.settings.strategy} has no eigenbasis to score in")
-    full: dict[str, list[Any]] = {layer.name: [] for layer in layers}
-    left: dict[str, list[Any]] = {layer.name: [] for layer in layers}
-    right: dict[str, list[Any]] = {layer.name: [] for layer in layers}
-    errors: dict[str, dict[str, float]] = {}
-    measurements: list[float] = []
-    for start in tqdm(range(0, len(queries), batch_size), desc="query gradients", unit="batch",
-                      disable=not progress):
-        chunk = list(queries[start:start + batch_size])
+    count = len(queries)
+    full: dict[str, list[Any]] = {layer.name: [None] * count for layer in layers}
+    left: dict[str, list[Any]] = {layer.name: [None] * count for layer in layers}
+    right: dict[str, list[Any]] = {layer.name: [None] * count for layer in layers}
+    errors: dict[str, dict[str, float]] = {q.query.query_id: {} for q in queries} if rank is not None else {}
+    measurements: list[float] = [0.0] * count
+    for positions in tqdm(length_batches([len(q.tokens) for q in queries], batch_size), desc="query gradients",
+                          unit="batch", disable=not progress):
+        chunk = [queries[i] for i in positions]
         batch = batch_gradients(model, layers, [q.tokens for q in chunk],
                                 targets_from=[q.completion_start for q in chunk], fit=None, data=True)
-        measurements += [-float(v) for v in batch.data_loss]
+        for position, loss in zip(positions, batch.data_loss):
+            measurements[position] = -float(loss)
         if bases is not None:
             batch = rotate_batch(batch, bases)
         for layer in layers:
@@ -84,17 +86,16 @@ def query_gradients(model: Any, layers: Sequence[TrackedLayer], queries: Sequenc
                 preconditioned = factors.curvature[layer.name].scale(grads)
             else:
                 preconditioned = factors.precondition(layer.name, grads)
-            if rank is None:
-                full[layer.name].append(preconditioned)
-                continue
-            for query, matrix in zip(chunk, preconditioned):
+            for position, query, matrix in zip(positions, chunk, preconditioned):
+                if rank is None:
+                    full[layer.name][position] = matrix
+                    continue
                 u, s, v, error = _low_rank(matrix, rank, seed)
-                left[layer.name].append(u * s)
-                right[layer.name].append(v)
-                errors.setdefault(query.query.query_id, {})[layer.name] = error
+                left[layer.name][position], right[layer.name][position] = u * s, v
+                errors[query.query.query_id][layer.name] = error
     ids = [q.query.query_id for q in queries]
     if rank is None:
-        return QueryGradients(ids, full={k: torch.cat(v) for k, v in full.items()}, measurements=measurements,
+        return QueryGradients(ids, full={k: torch.stack(v) for k, v in full.items()}, measurements=measurements,
                               bases=bases)
     return QueryGradients(ids, left={k: torch.cat(v, dim=1) for k, v in left.items()},
                           right={k: torch.cat(v, dim=1) for k, v in right.items()}, rank=rank, errors=errors,

@@ -80,12 +80,16 @@ def _slope(a: np.ndarray, b: np.ndarray, w: np.ndarray, size: int, alpha: float)
 
 
 @njit(cache=True, nogil=True)
-def _solve(a: np.ndarray, b: np.ndarray, w: np.ndarray, size: int, start: float) -> float:
-    """The MLE of alpha from the first `size` entries of a, b and their weights w."""
-    if _slope(a, b, w, size, 0.0)[0] <= 0.0:
-        return 0.0
-    if _slope(a, b, w, size, 1.0)[0] >= 0.0:
-        return 1.0
+def _solve(a: np.ndarray, b: np.ndarray, w: np.ndarray, size: int, start: float, extended: bool) -> float:
+    """The MLE of alpha from the first `size` entries of a, b and their weights w. `extended`: where the maximum
+    is at a bound, the Newton step from that bound instead (below 0 or above 1), the maximiser of l's quadratic
+    expansion there; it meets the MLE continuously as the maximum leaves the bound."""
+    first, second = _slope(a, b, w, size, 0.0)
+    if first <= 0.0:
+        return first / second if extended and second > 0.0 else 0.0
+    first, second = _slope(a, b, w, size, 1.0)
+    if first >= 0.0:
+        return 1.0 + first / second if extended and second > 0.0 else 1.0
     low, high = 0.0, 1.0
     alpha = min(max(start, 1e-6), 1.0 - 1e-6)
     for _ in range(MAX_STEPS):
@@ -104,7 +108,7 @@ def _solve(a: np.ndarray, b: np.ndarray, w: np.ndarray, size: int, start: float)
 
 
 @njit(cache=True)
-def solve_weighted(d: np.ndarray, w: np.ndarray, start: float) -> float:
+def solve_weighted(d: np.ndarray, w: np.ndarray, start: float, extended: bool) -> float:
     """The MLE for log-likelihood ratios d (m,) with weights w (m,) (multiplicities of distinct rows)."""
     a = np.empty(d.size)
     b = np.empty(d.size)
@@ -112,7 +116,7 @@ def solve_weighted(d: np.ndarray, w: np.ndarray, start: float) -> float:
     for i in range(d.size):
         a[i], b[i] = _weights(d[i])
         ww[i] = w[i]
-    return _solve(a, b, ww, d.size, start)
+    return _solve(a, b, ww, d.size, start, extended)
 
 
 @njit(cache=True)
@@ -146,22 +150,30 @@ def _word_counts(indptr: np.ndarray, indices: np.ndarray, row_counts: np.ndarray
 
 
 @njit(cache=True, nogil=True)
-def _log_odds(counts: np.ndarray, n: float, smoothing: float, logit: np.ndarray) -> float:
-    """logit of the smoothed shares into `logit`; returns sum_w log(1 - share_w)."""
-    rest = 0.0
-    for w in range(counts.size):
-        share = (counts[w] + smoothing) / (n + 2.0 * smoothing)
-        logit[w] = np.log(share) - np.log1p(-share)
-        rest += np.log1p(-share)
-    return rest
+def _log_odds_ratios(h_words: np.ndarray, n_h: float, q_words: np.ndarray, n_q: float, smoothing: float,
+                     min_h: float, min_q: float, out: np.ndarray) -> float:
+    """Per word, logit q - logit p of the smoothed shares into `out`, 0 for a word below the vocabulary's minimum
+    counts in this resample (it leaves the vocabulary, as it would have left the data's); returns the constant
+    sum over the words kept of log(1 - q_w) - log(1 - p_w)."""
+    offset = 0.0
+    for w in range(h_words.size):
+        if h_words[w] < min_h or q_words[w] < min_q:
+            out[w] = 0.0
+            continue
+        p = (h_words[w] + smoothing) / (n_h + 2.0 * smoothing)
+        q = (q_words[w] + smoothing) / (n_q + 2.0 * smoothing)
+        out[w] = np.log(q) - np.log1p(-q) - np.log(p) + np.log1p(-p)
+        offset += np.log1p(-q) - np.log1p(-p)
+    return offset
 
 
 @njit(cache=True, parallel=True)
 def bootstrap_joint(t_indptr, t_indices, t_owners, h_indptr, h_indices, h_owners, q_indptr, q_indices, q_owners,
-                    width: int, smoothing: float, seed: int, resamples: int, start: float,
-                    resample_target: bool) -> np.ndarray:
+                    width: int, smoothing: float, min_h: float, min_q: float, seed: int, resamples: int,
+                    start: float, resample_target: bool, extended: bool) -> np.ndarray:
     """MLEs of `resamples` resamples of the human and AI references, with the target resampled too when
-    `resample_target` and held as it is otherwise."""
+    `resample_target` and held as it is otherwise. Each resample chooses its vocabulary again by the minimum
+    counts (`min_h`, `min_q`), as the data's was chosen."""
     out = np.empty(resamples)
     n_h, n_q = float(h_owners.size), float(q_owners.size)
     m_t, m_h, m_q = t_indptr.size - 1, h_indptr.size - 1, q_indptr.size - 1
@@ -172,8 +184,7 @@ def bootstrap_joint(t_indptr, t_indices, t_owners, h_indptr, h_indices, h_owners
     for r in prange(resamples):
         state = _stream(seed, r)
         h_rows, q_rows, t_rows = np.empty(m_h, np.int64), np.empty(m_q, np.int64), np.empty(m_t, np.int64)
-        h_words, q_words = np.empty(width), np.empty(width)
-        logit_p, logit_q = np.empty(width), np.empty(width)
+        h_words, q_words, ratios = np.empty(width), np.empty(width), np.empty(width)
         _draw_counts(h_owners, h_rows, state)
         _draw_counts(q_owners, q_rows, state)
         if resample_target:
@@ -182,24 +193,24 @@ def bootstrap_joint(t_indptr, t_indices, t_owners, h_indptr, h_indices, h_owners
             t_rows[:] = held
         _word_counts(h_indptr, h_indices, h_rows, h_words)
         _word_counts(q_indptr, q_indices, q_rows, q_words)
-        offset = _log_odds(q_words, n_q, smoothing, logit_q) - _log_odds(h_words, n_h, smoothing, logit_p)
-        logit_q -= logit_p  # now the per-word log odds ratio
+        offset = _log_odds_ratios(h_words, n_h, q_words, n_q, smoothing, min_h, min_q, ratios)
         a, b, w = np.empty(m_t), np.empty(m_t), np.empty(m_t)
         size = 0
         for row in range(m_t):  # only the rows this resample drew
             if t_rows[row]:
                 d = offset
                 for k in range(t_indptr[row], t_indptr[row + 1]):
-                    d += logit_q[t_indices[k]]
+                    d += ratios[t_indices[k]]
                 a[size], b[size] = _weights(d)
                 w[size] = t_rows[row]
                 size += 1
-        out[r] = _solve(a, b, w, size, start)
+        out[r] = _solve(a, b, w, size, start, extended)
     return out
 
 
 @njit(cache=True, parallel=True)
-def bootstrap_target(d: np.ndarray, t_owners: np.ndarray, seed: int, resamples: int, start: float) -> np.ndarray:
+def bootstrap_target(d: np.ndarray, t_owners: np.ndarray, seed: int, resamples: int, start: float,
+                     extended: bool) -> np.ndarray:
     """MLEs of `resamples` resamples of the target only, p and q held fixed (d per distinct row)."""
     m = d.size
     a_all, b_all = np.empty(m), np.empty(m)
@@ -216,5 +227,5 @@ def bootstrap_target(d: np.ndarray, t_owners: np.ndarray, seed: int, resamples: 
             if rows[row]:
                 a[size], b[size], w[size] = a_all[row], b_all[row], rows[row]
                 size += 1
-        out[r] = _solve(a, b, w, size, start)
+        out[r] = _solve(a, b, w, size, start, extended)
     return out

@@ -13,9 +13,14 @@ p and q are estimates from finite corpora, and their noise pushes alpha towards 
 distributions fits the target better than either). The joint bootstrap resamples the human references, the AI
 references and the target together; the shift of its replicates' mean above the MLE estimates that bias, which
 is subtracted (bootstrap bias correction; a replicate carries about twice the reference noise of the MLE, so the
-shift is about the bias itself).
+shift is about the bias itself). Every resample chooses its vocabulary again by the minimum counts, as the data's
+was chosen (`MixtureProblem`). The correction works on the MLE extended past the bounds (the Newton step from the
+bound where the maximum sits there), since replicates clipped at 0 pile up and their mean stops being linear in
+the noise.
 
-The interval is the corrected share +- 1.96 standard errors, the variance split into its two independent sources,
+The interval is Feldman and Cousins's for a normal mean bounded below by 0, around the corrected (unclipped)
+share with its standard error: the corrected share +- 1.96 standard errors away from 0, an upper limit near it.
+The standard error's variance is split into its two independent sources,
 each bootstrapped around the estimate: the references (resampled, target held) and the target (resampled, p and
 q held). Two things make the joint replicates' own spread too wide for it. (1) A replicate evaluates the target's
 noise at the doubled reference noise of its resampled p and q, where the MLE is more variable (in the setting
@@ -37,12 +42,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from lmaudit.core.errors import ConfigError, DataError
+from lmaudit.core.stats import bounded_normal_interval
 from lmaudit.llmuse.kernels import bootstrap_joint, bootstrap_target, log_likelihoods, solve_weighted
 from lmaudit.llmuse.matrix import SentenceMatrix
 
 SMOOTHING = 0.5
 CHI2_95 = 3.841458820694124  # 95% quantile of chi-square with one degree of freedom
-Z95 = 1.959963984540054  # 97.5% quantile of the standard normal
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,7 @@ class MixtureEstimate:
     alpha: float  # the bias-corrected share (the estimate to report)
     mle: float  # the plug-in maximum-likelihood estimate
     bias: float  # estimated bias of the MLE: mean of the joint replicates minus the MLE
-    ci: Interval  # corrected share +- 1.96 stderr (clipped to [0, 1])
+    ci: Interval  # Feldman-Cousins interval around the corrected share (+- 1.96 stderr away from 0)
     ci_percentile: Interval  # joint bootstrap percentile interval (not corrected)
     ci_target_only: Interval  # resampling the target only, percentile (the anchor's interval)
     ci_profile: Interval  # profile likelihood given p and q (target noise under the model only)
@@ -97,31 +102,46 @@ def log_ratio_weights(human_counts: np.ndarray, n_human: float, ai_counts: np.nd
 
 @dataclass(frozen=True)
 class MixtureProblem:
-    """Human (P) and AI (Q) reference sentences and the target, all over the same vocabulary."""
+    """Human (P) and AI (Q) reference sentences and the target over the same candidate words. The vocabulary is
+    the candidates in at least `min_human` human and `min_ai` AI reference sentences: chosen here from the data,
+    and chosen again in every bootstrap resample, since the choice is part of the estimator (words kept because
+    their sampled counts came out high carry that luck into p and q; a bootstrap that held the data's vocabulary
+    would not see it, and over-corrects the bias it estimates). Candidates should include every word that a
+    resample could keep: those in at least one sentence of each reference."""
 
     human: SentenceMatrix
     ai: SentenceMatrix
     target: SentenceMatrix
     smoothing: float = SMOOTHING
+    min_human: int = 0
+    min_ai: int = 0
 
     def __post_init__(self) -> None:
         widths = {self.human.width, self.ai.width, self.target.width}
         if len(widths) != 1:
             raise ConfigError(f"the three corpora have different vocabularies (widths {sorted(widths)})")
-        if widths == {0}:
-            raise DataError("no vocabulary left: no word passes the minimum counts in both reference corpora")
         for name, matrix in (("human reference", self.human), ("AI reference", self.ai), ("target", self.target)):
             if matrix.n == 0:
                 raise DataError(f"the {name} has no sentences")
+        if not self.vocabulary().any():
+            raise DataError("no vocabulary left: no word passes the minimum counts in both reference corpora")
+
+    def vocabulary(self) -> np.ndarray:
+        """Which candidate words are in the vocabulary (boolean, per column)."""
+        return (self.human.word_counts() >= self.min_human) & (self.ai.word_counts() >= self.min_ai)
 
     def log_ratios(self) -> np.ndarray:
         """log Q(x) - log P(x) of each distinct target row, with p and q from the full references."""
-        delta, offset = log_ratio_weights(self.human.word_counts(), self.human.n, self.ai.word_counts(), self.ai.n,
-                                          self.smoothing)
-        return np.asarray(self.target.rows @ delta).ravel() + offset
+        kept = self.vocabulary()
+        delta, _ = log_ratio_weights(self.human.word_counts(), self.human.n, self.ai.word_counts(), self.ai.n,
+                                     self.smoothing)
+        _, offset = log_ratio_weights(self.human.word_counts()[kept], self.human.n, self.ai.word_counts()[kept],
+                                      self.ai.n, self.smoothing)
+        return np.asarray(self.target.rows @ np.where(kept, delta, 0.0)).ravel() + offset
 
-    def mle(self) -> float:
-        return float(solve_weighted(self.log_ratios(), self.target.counts.astype(np.float64), 0.5))
+    def mle(self, *, extended: bool = False) -> float:
+        """The MLE in [0, 1]; `extended`: below 0 (above 1) by the Newton step from the bound it sits at."""
+        return float(solve_weighted(self.log_ratios(), self.target.counts.astype(np.float64), 0.5, extended))
 
     def profile_interval(self, alpha_hat: float, level_chi2: float = CHI2_95) -> Interval:
         """{alpha : 2 (l(alpha_hat) - l(alpha)) <= chi2} by bisection on each side (l is concave)."""
@@ -142,18 +162,20 @@ class MixtureProblem:
         return Interval(edge(alpha_hat, 0.0), edge(alpha_hat, 1.0))
 
     def bootstrap(self, resamples: int, rng: np.random.Generator, *, references: bool, target: bool = True,
-                  start: float = 0.5) -> np.ndarray:
-        """MLEs of `resamples` resamples of the target and/or of both reference corpora (the rest held fixed)."""
+                  start: float = 0.5, extended: bool = False) -> np.ndarray:
+        """MLEs of `resamples` resamples of the target and/or of both reference corpora (the rest held fixed),
+        extended past the bounds when asked (`mle`)."""
         if not (references or target):
             raise ConfigError("a bootstrap must resample the references, the target or both")
         seed = int(rng.integers(0, 2**63))
         t = self.target
         if not references:
-            return bootstrap_target(self.log_ratios(), t.owners, seed, resamples, start)
+            return bootstrap_target(self.log_ratios(), t.owners, seed, resamples, start, extended)
         h, q = self.human, self.ai
         return bootstrap_joint(t.rows.indptr, t.rows.indices, t.owners, h.rows.indptr, h.rows.indices, h.owners,
-                               q.rows.indptr, q.rows.indices, q.owners, t.width, self.smoothing, seed, resamples,
-                               start, target)
+                               q.rows.indptr, q.rows.indices, q.owners, t.width, self.smoothing,
+                               float(self.min_human), float(self.min_ai), seed, resamples,
+                               start, target, extended)
 
 
 def _clip(x: float) -> float:
@@ -166,25 +188,31 @@ def estimate(problem: MixtureProblem, *, resamples: int = 1000, seed: int = 0) -
     if resamples < 20:
         raise ConfigError(f"resamples must be at least 20 for a 95% interval, got {resamples}")
     joint_rng, target_rng, reference_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
-    alpha_hat = problem.mle()
-    joint = problem.bootstrap(resamples, joint_rng, references=True, start=alpha_hat)
-    target_only = problem.bootstrap(resamples, target_rng, references=False, start=alpha_hat)
-    references_only = problem.bootstrap(resamples, reference_rng, references=True, target=False, start=alpha_hat)
-    bias = float(joint.mean() - alpha_hat)
-    alpha = _clip(alpha_hat - bias)
+    # The correction and the interval work on the MLE extended past 0 (module docstring): clipped replicates pile
+    # up at 0, and their mean then grows like the square root of the noise, not linearly, near a share of 0.
+    extended = problem.mle(extended=True)
+    alpha_hat = _clip(extended)
+    start = alpha_hat
+    joint = problem.bootstrap(resamples, joint_rng, references=True, start=start, extended=True)
+    target_only = problem.bootstrap(resamples, target_rng, references=False, start=start, extended=True)
+    references_only = problem.bootstrap(resamples, reference_rng, references=True, target=False, start=start,
+                                        extended=True)
+    bias = float(joint.mean() - extended)
+    corrected = extended - bias
+    alpha = _clip(corrected)
     n = problem.target.n
     var_target_only = float(target_only.var(ddof=1))
     var_target = max(var_target_only - alpha * (1.0 - alpha) / n, 0.0)  # fixed composition
     var_references = float(references_only.var(ddof=1))
     var_bias = float(joint.var(ddof=1)) / resamples  # Monte Carlo error of the estimated bias
     stderr = (var_target + var_references + var_bias) ** 0.5
-    low, high = np.percentile(joint, [2.5, 97.5])
-    t_low, t_high = np.percentile(target_only, [2.5, 97.5])
+    low, high = np.percentile(np.clip(joint, 0.0, 1.0), [2.5, 97.5])
+    t_low, t_high = np.percentile(np.clip(target_only, 0.0, 1.0), [2.5, 97.5])  # the anchor's MLEs, in [0, 1]
     return MixtureEstimate(
-        alpha=alpha, mle=alpha_hat, bias=bias, ci=Interval(_clip(alpha - Z95 * stderr), _clip(alpha + Z95 * stderr)),
+        alpha=alpha, mle=alpha_hat, bias=bias, ci=Interval(*bounded_normal_interval(corrected, stderr)),
         ci_percentile=Interval(float(low), float(high)), ci_target_only=Interval(float(t_low), float(t_high)),
         ci_profile=problem.profile_interval(alpha_hat), anchor=float((t_low + t_high) / 2),
-        stderr=stderr, stderr_target_only=var_target_only ** 0.5,
+        stderr=stderr, stderr_target_only=float(np.clip(target_only, 0.0, 1.0).std(ddof=1)),
         reference_share=var_references / stderr**2 if stderr > 0 else 0.0,
         n_target=n, n_human=problem.human.n, n_ai=problem.ai.n,
-        vocabulary_size=problem.target.width, resamples=resamples)
+        vocabulary_size=int(problem.vocabulary().sum()), resamples=resamples)

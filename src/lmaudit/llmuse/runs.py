@@ -19,8 +19,8 @@ from lmaudit.core.errors import ConfigError, DataError
 from lmaudit.core.output import write_table
 from lmaudit.core.results import MetricRow, envelope
 from lmaudit.llmuse.corpus import Documents
-from lmaudit.llmuse.matrix import SentenceMatrix, from_rows, from_word_sets
-from lmaudit.llmuse.mle import MixtureEstimate, MixtureProblem, estimate
+from lmaudit.llmuse.matrix import SentenceMatrix, from_rows
+from lmaudit.llmuse.mle import MixtureEstimate, estimate
 from lmaudit.llmuse.plots import plot_estimates, plot_validation
 from lmaudit.llmuse.reference import Reference
 from lmaudit.llmuse.text import paragraph_sentences
@@ -76,7 +76,7 @@ def strata_of_documents(docs: Documents, refs: References, mode: str, *,
     sentences, owners = paragraph_sentences(docs.texts)
     if not sentences:
         raise DataError(f"{docs.source}: no sentences of two or more words in the target")
-    matrix = from_word_sets(sentence_sets(sentences, mode, progress=progress), refs.table.words)
+    matrix = refs.matrix(sentence_sets(sentences, mode, progress=progress))
     owners_arr = np.asarray(owners)
     keys: list[tuple[str, str]] = [("all", "all")]
     groups = sorted({g for g in docs.groups if g is not None})
@@ -114,8 +114,7 @@ def estimate_strata(refs: References, strata: Sequence[tuple[str, str, SentenceM
                                 f"{settings.min_sentences}")
             skipped.append({"group": group, "period": period, "n_sentences": matrix.n})
             continue
-        problem = MixtureProblem(refs.human, refs.ai, matrix, refs.table.smoothing)
-        found = estimate(problem, resamples=settings.resamples,
+        found = estimate(refs.against(matrix), resamples=settings.resamples,
                          seed=stratum_seed(settings.seed, f"{group}|{period}"))
         rows.append(estimate_row(group, period, found, n_docs))
     return rows, skipped

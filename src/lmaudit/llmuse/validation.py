@@ -106,7 +106,7 @@ def validate_heldout(refs: References, human: SentenceMatrix, ai: SentenceMatrix
         n_ai = int(round(share * size))
         rows = [human.rows[human.owners[rng.choice(human.n, size - n_ai, replace=False)]],
                 ai.rows[ai.owners[rng.choice(ai.n, n_ai, replace=False)]]]
-        return MixtureProblem(refs.human, refs.ai, from_rows(sparse.vstack(rows)), refs.table.smoothing)
+        return refs.against(from_rows(sparse.vstack(rows)))
 
     return _study(settings, draw, progress=progress, label="validation mixtures")
 
@@ -128,8 +128,9 @@ def validate_simulated(model: WordModel, sizes: SimulationSizes = SimulationSize
         human = sample_sentences(rng, model.p, sizes.n_human)
         ai = sample_sentences(rng, model.q, sizes.n_ai)
         target = sample_mixture(rng, model, sizes.n_target, share)
-        keep = np.flatnonzero((np.asarray(human.sum(axis=0)).ravel() >= sizes.min_human)
-                              & (np.asarray(ai.sum(axis=0)).ravel() >= sizes.min_ai))
-        return MixtureProblem(from_rows(human[:, keep]), from_rows(ai[:, keep]), from_rows(target[:, keep]))
+        candidates = np.flatnonzero((np.asarray(human.sum(axis=0)).ravel() >= 1)
+                                    & (np.asarray(ai.sum(axis=0)).ravel() >= 1))
+        return MixtureProblem(from_rows(human[:, candidates]), from_rows(ai[:, candidates]),
+                              from_rows(target[:, candidates]), min_human=sizes.min_human, min_ai=sizes.min_ai)
 
     return _study(settings, draw, progress=progress, label="simulated corpora")

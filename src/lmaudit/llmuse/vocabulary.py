@@ -69,19 +69,33 @@ def build_vocabulary(human: Sequence[frozenset[str]], ai: Sequence[frozenset[str
 
 @dataclass(frozen=True)
 class References:
-    """Both reference corpora as matrices over their vocabulary, ready to meet any target."""
+    """Both reference corpora as matrices, ready to meet any target. Their columns are the candidate words (in at
+    least one sentence of each corpus), a superset of the vocabulary (`table`): every bootstrap resample chooses
+    its vocabulary again by the same minimum counts (`MixtureProblem`)."""
 
     table: WordTable
+    candidates: tuple[str, ...]
     human: SentenceMatrix
     ai: SentenceMatrix
+    min_human: int
+    min_ai: int
+
+    def matrix(self, sentences: Sequence[frozenset[str]]) -> SentenceMatrix:
+        """Sentences (word sets) over the candidate words."""
+        return from_word_sets(sentences, self.candidates)
+
+    def against(self, target: SentenceMatrix) -> MixtureProblem:
+        return MixtureProblem(self.human, self.ai, target, self.table.smoothing, self.min_human, self.min_ai)
 
     def problem(self, target: Sequence[frozenset[str]]) -> MixtureProblem:
         if not target:
             raise DataError("the target has no sentences")
-        return MixtureProblem(self.human, self.ai, from_word_sets(target, self.table.words), self.table.smoothing)
+        return self.against(self.matrix(target))
 
 
 def references(human: Sequence[frozenset[str]], ai: Sequence[frozenset[str]], *, min_human: int = 5,
                min_ai: int = 3) -> References:
     table = build_vocabulary(human, ai, min_human=min_human, min_ai=min_ai)
-    return References(table, from_word_sets(human, table.words), from_word_sets(ai, table.words))
+    candidates = tuple(sorted(set().union(*human) & set().union(*ai)))
+    return References(table, candidates, from_word_sets(human, candidates), from_word_sets(ai, candidates),
+                      min_human, min_ai)

@@ -95,8 +95,11 @@ class WhiteBoxModel(Model, Protocol):
         """The text the model reads for a chat (its chat template), ending where the assistant's answer begins."""
         ...
 
-    def forward(self, input_ids: "torch.Tensor", attention_mask: "torch.Tensor | None" = None) -> "torch.Tensor":
-        """Logits of shape (batch, positions, vocabulary)."""
+    def forward(self, input_ids: "torch.Tensor", attention_mask: "torch.Tensor | None" = None,
+                positions: "torch.Tensor | None" = None) -> "torch.Tensor":
+        """Logits of shape (batch, positions, vocabulary); with `positions` (a boolean mask of the ids' shape), the
+        selected positions' only, (selected, vocabulary), so that the vocabulary projection runs only where
+        logits are read."""
         ...
 
     def token_logprobs(self, requests: Sequence[TokenLogprobsRequest]) -> list[TokenLogprobs]: ...

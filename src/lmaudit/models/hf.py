@@ -215,10 +215,12 @@ class HFModel:
         return out  # type: ignore[return-value]
 
     # -- white box --------------------------------------------------------------------------------
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits (batch, positions, vocabulary) with the model's logit scale and soft-capping; keeps autograd."""
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (batch, positions, vocabulary) with the model's logit scale and soft-capping; keeps autograd.
+        With `positions` (a boolean mask like `input_ids`), only the selected positions': (selected, vocabulary)."""
         hidden = self._decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return self._logits(hidden)
+        return self._logits(hidden if positions is None else hidden[positions])
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True)

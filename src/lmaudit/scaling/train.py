@@ -294,89 +294,94 @@ def train_run(spec: RunSpec, data: TokenData, out_dir: str | Path, *, heldout_to
     done = load_record(out)
     if done is not None and done.config.get("spec") == spec.to_dict():
         return done
+    previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
-    if (start is None) != (spec.start_from is None):
-        raise ConfigError(f"run {spec.name}: give the starting model exactly when the spec names one (start_from)")
-    model, optimizer = _build(spec, data.vocab_size) if start is None else _build_from(spec, start)
-    device = next(model.parameters()).device
-    trained = {name for name, p in model.named_parameters() if p.requires_grad}
-    n_params = count_non_embedding(model)
-    if start is None and n_params != spec.shape.non_embedding_params():
-        raise ConfigError(f"model has {n_params} non-embedding parameters, shape formula says "
-                          f"{spec.shape.non_embedding_params()}; the Llama layout changed")
-    eval_starts = heldout_windows(data.heldout, spec.seq_len, heldout_tokens)
-    curve_starts = eval_starts[::4]  # cheaper intermediate evaluations
-    curve_steps = set(np.linspace(0, spec.steps, curve_points + 1).round().astype(int)[1:-1].tolist())
+    try:  # the thread count is the caller's again afterwards, whatever happened
+        if (start is None) != (spec.start_from is None):
+            raise ConfigError(f"run {spec.name}: give the starting model exactly when the spec names one (start_from)")
+        model, optimizer = _build(spec, data.vocab_size) if start is None else _build_from(spec, start)
+        device = next(model.parameters()).device
+        trained = {name for name, p in model.named_parameters() if p.requires_grad}
+        n_params = count_non_embedding(model)
+        if start is None and n_params != spec.shape.non_embedding_params():
+            raise ConfigError(f"model has {n_params} non-embedding parameters, shape formula says "
+                              f"{spec.shape.non_embedding_params()}; the Llama layout changed")
+        eval_starts = heldout_windows(data.heldout, spec.seq_len, heldout_tokens)
+        curve_starts = eval_starts[::4]  # cheaper intermediate evaluations
+        curve_steps = set(np.linspace(0, spec.steps, curve_points + 1).round().astype(int)[1:-1].tolist())
 
-    step, wall, curve, recent = 0, 0.0, [], []
-    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    ckpt_path = out / CHECKPOINT
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, weights_only=False)
-        if state["spec"] != spec.to_dict():
-            raise ConfigError(f"{ckpt_path} belongs to a run with other settings; delete it or use another folder")
-        model.load_state_dict(state["model"], strict=start is None)  # a fine-tune saved its trained weights only
-        optimizer.load_state_dict(state["optimizer"])
-        step, wall, started_at = state["step"], state["wall"], state["started_at"]
-        curve = [CurvePoint(**p) for p in state["curve"]]
+        step, wall, curve, recent = 0, 0.0, [], []
+        started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        ckpt_path = out / CHECKPOINT
+        if ckpt_path.exists():
+            state = torch.load(ckpt_path, weights_only=False)
+            if state["spec"] != spec.to_dict():
+                raise ConfigError(f"{ckpt_path} belongs to a run with other settings; delete it or use another folder")
+            model.load_state_dict(state["model"], strict=start is None)  # a fine-tune saved its trained weights only
+            optimizer.load_state_dict(state["optimizer"])
+            step, wall, started_at = state["step"], state["wall"], state["started_at"]
+            curve = [CurvePoint(**p) for p in state["curve"]]
 
-    def checkpoint() -> None:
-        weights = model.state_dict() if start is None else {
-            name: p.detach() for name, p in model.named_parameters() if name in trained}
-        _atomic_save({"spec": spec.to_dict(), "model": weights, "optimizer": optimizer.state_dict(),
-                      "step": step, "wall": wall, "started_at": started_at, "curve": [asdict(p) for p in curve]},
-                     ckpt_path)
+        def checkpoint() -> None:
+            weights = model.state_dict() if start is None else {
+                name: p.detach() for name, p in model.named_parameters() if name in trained}
+            _atomic_save({"spec": spec.to_dict(), "model": weights, "optimizer": optimizer.state_dict(),
+                          "step": step, "wall": wall, "started_at": started_at, "curve": [asdict(p) for p in curve]},
+                         ckpt_path)
 
-    model.train()
-    last_save = time.monotonic()
-    bar = tqdm(total=spec.steps, initial=step, desc=spec.name, disable=not progress, leave=False, unit="step")
-    stop = spec.steps if stop_after_steps is None else min(spec.steps, step + stop_after_steps)
-    while step < stop:
-        started = time.perf_counter()
-        for group in optimizer.param_groups:
-            group["lr"] = spec.lr_at(step)
-        rows = _train_batch(spec, data.train, step).to(device)
-        logits = model(input_ids=rows[:, :-1]).logits
-        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), rows[:, 1:].flatten())
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        last_loss = loss.item()
-        recent.append(last_loss)
-        if step in curve_steps:
-            heldout = evaluate(model, data.heldout, curve_starts, spec.seq_len)
-            curve.append(CurvePoint(step, step * spec.batch_size * spec.seq_len, float(np.mean(recent)), heldout))
-            recent = []
-        wall += time.perf_counter() - started
-        bar.update(1)
-        bar.set_postfix(loss=f"{last_loss:.3f}")
-        if time.monotonic() - last_save > checkpoint_seconds:
+        model.train()
+        last_save = time.monotonic()
+        bar = tqdm(total=spec.steps, initial=step, desc=spec.name, disable=not progress, leave=False, unit="step")
+        stop = spec.steps if stop_after_steps is None else min(spec.steps, step + stop_after_steps)
+        while step < stop:
+            started = time.perf_counter()
+            for group in optimizer.param_groups:
+                group["lr"] = spec.lr_at(step)
+            rows = _train_batch(spec, data.train, step).to(device)
+            logits = model(input_ids=rows[:, :-1]).logits
+            loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), rows[:, 1:].flatten())
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            last_loss = loss.item()
+            recent.append(last_loss)
+            if step in curve_steps:
+                heldout = evaluate(model, data.heldout, curve_starts, spec.seq_len)
+                curve.append(CurvePoint(step, step * spec.batch_size * spec.seq_len, float(np.mean(recent)), heldout))
+                recent = []
+            wall += time.perf_counter() - started
+            bar.update(1)
+            bar.set_postfix(loss=f"{last_loss:.3f}")
+            if time.monotonic() - last_save > checkpoint_seconds:
+                checkpoint()
+                last_save = time.monotonic()
+        bar.close()
+        if step < spec.steps:
             checkpoint()
-            last_save = time.monotonic()
-    bar.close()
-    if step < spec.steps:
-        checkpoint()
-        return None
+            return None
 
-    started = time.perf_counter()
-    final = evaluate(model, data.heldout, eval_starts, spec.seq_len)
-    wall += time.perf_counter() - started
-    curve.append(CurvePoint(step, spec.trained_tokens, float(np.mean(recent)) if recent else math.nan, final))
-    _save_model(model, start.tokenizer if start is not None else data.tokenizer_dir, out)
-    fine_tune = {} if start is None else {"trainable_params": sum(p.numel() for p in model.parameters()
-                                                                  if p.requires_grad)}
-    record = RunRecord(
-        name=spec.name, loss=final, n_params=n_params, tokens=spec.trained_tokens,
-        compute=6.0 * n_params * spec.trained_tokens, wall_seconds=wall, role=role,
-        config={"spec": spec.to_dict(), "started_at": started_at, "heldout_tokens": int(len(eval_starts) * spec.seq_len),
-                "total_params": sum(p.numel() for p in model.parameters()), **fine_tune},
-        loss_curve=tuple(curve),
-    )
-    (out / RECORD).write_text(json.dumps(record.to_dict(), indent=1) + "\n")
-    ckpt_path.unlink(missing_ok=True)
-    return record
+        started = time.perf_counter()
+        final = evaluate(model, data.heldout, eval_starts, spec.seq_len)
+        wall += time.perf_counter() - started
+        curve.append(CurvePoint(step, spec.trained_tokens, float(np.mean(recent)) if recent else math.nan, final))
+        _save_model(model, start.tokenizer if start is not None else data.tokenizer_dir, out)
+        fine_tune = {} if start is None else {"trainable_params": sum(p.numel() for p in model.parameters()
+                                                                      if p.requires_grad)}
+        record = RunRecord(
+            name=spec.name, loss=final, n_params=n_params, tokens=spec.trained_tokens,
+            compute=6.0 * n_params * spec.trained_tokens, wall_seconds=wall, role=role,
+            config={"spec": spec.to_dict(), "started_at": started_at,
+                    "heldout_tokens": int(len(eval_starts) * spec.seq_len),
+                    "total_params": sum(p.numel() for p in model.parameters()), **fine_tune},
+            loss_curve=tuple(curve),
+        )
+        (out / RECORD).write_text(json.dumps(record.to_dict(), indent=1) + "\n")
+        ckpt_path.unlink(missing_ok=True)
+        return record
+    finally:
+        torch.set_num_threads(previous_threads)
 
 
 def _save_model(model: Any, tokenizer: Any, out: Path) -> None:
