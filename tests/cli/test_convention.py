@@ -90,7 +90,8 @@ def test_limit_zero_is_refused_before_any_work(path, command, capsys):
 
 
 @_subset(lambda c: _takes(c, "--model") and not _required(c))
-def test_an_unknown_model_spec_is_refused_before_loading(path, command, capsys, tmp_path):
+def test_an_unknown_model_spec_is_refused_before_loading(path, command, capsys, tmp_path, data_dir):
+    # data_dir: commands that read a benchmark look for its data before they load a model
     argv = [*path, "--model", "hff:gpt2"]
     if path == ("contamination",):
         argv += ["--method", "mink"]

@@ -50,7 +50,7 @@ def test_user_files_and_errors(tmp_path, monkeypatch):
         load_prompts("jbbb")
     with pytest.raises(ConfigError, match="not found"):
         load_prompts(str(tmp_path / "missing.csv"))
-    monkeypatch.delenv("LMAUDIT_DATA_DIR")
+    monkeypatch.delenv("LMAUDIT_DATA_DIR", raising=False)
     with pytest.raises(DataError, match="jbb/benign_behaviors.csv"):
         load_prompts("jbb-benign", data_dir=tmp_path)
 

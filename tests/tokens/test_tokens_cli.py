@@ -42,7 +42,7 @@ def test_premium_writes_a_run_directory_and_resumes(tmp_path, tokenizer_dir):
     assert "holds a different run (differs in: seed)" in one_error_line(different)
 
 
-def test_cost_with_the_shipped_prices(tmp_path):
+def test_cost_with_the_shipped_prices(tmp_path, data_dir):
     done = lmaudit("cost", "--models", "gpt-4o-mini", "--langs", "hin_Deva", "--max-sentences", "100",
                    "--output-dir", str(tmp_path / "cost"), "--quiet")
     assert done.returncode == 0, done.stderr[-2000:]
@@ -55,7 +55,7 @@ def test_cost_with_the_shipped_prices(tmp_path):
     (["cost", "--prices", "PRICES_WITHOUT_MODEL"], "defines no model"),
     (["premium", "--corpus", "UNALIGNED"], "b.txt has 1 lines, but the other files"),
 ])
-def test_bad_input_is_one_line(args, expected, tmp_path):
+def test_bad_input_is_one_line(args, expected, tmp_path, data_dir):
     prices = tmp_path / "prices.toml"
     prices.write_text('date = "2024-10-01"\nsource = "mine"\n', encoding="utf-8")
     folder = tmp_path / "corpus"
