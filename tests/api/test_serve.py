@@ -28,7 +28,8 @@ def hf_model(smollm2):
     torch.set_num_threads(threads)
 
 
-def test_mmlu_through_the_cli_matches_the_hf_backend(lmaudit_server, hf_model, tmp_path, data_dir):
+@pytest.mark.usefixtures("data_dir")  # the conftest fixture: skip without data outside CI
+def test_mmlu_through_the_cli_matches_the_hf_backend(lmaudit_server, hf_model, tmp_path):
     """Acceptance: same per-sample log-likelihoods (within 1e-3) and the same accuracy as the hf backend."""
     done = cli("eval", "--model", f"openai:smollm2@{lmaudit_server}", "--tasks", "mmlu", "--limit", str(LIMIT),
                "--output-dir", str(tmp_path / "api"), "--private-cache", "--quiet", "--max-concurrency", "16")
