@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
@@ -44,12 +45,7 @@ def summarize(values: list[float], *, seed: int = 0, resamples: int = RESAMPLES)
     return MetricSummary(mean, stderr, float(low), float(high), n)
 
 
-def _normal_cdf(x: float) -> float:
-    return 0.5 * math.erfc(-x / math.sqrt(2.0))
-
-
-def _normal_quantile(p: float) -> float:
-    return _bisect(lambda x: _normal_cdf(x) - p, -40.0, 40.0)
+_NORMAL = NormalDist()
 
 
 def _bisect(f, low: float, high: float, steps: int = 80) -> float:
@@ -63,18 +59,18 @@ def _bisect(f, low: float, high: float, steps: int = 80) -> float:
     return 0.5 * (low + high)
 
 
-def _acceptance(mu: float, level: float) -> tuple[float, float]:
+def _acceptance(mu: float, level: float, one_sided: float, two_sided: float) -> tuple[float, float]:
     """Feldman and Cousins's acceptance region [x1, x2] at mean mu >= 0, for x ~ N(mu, 1): the x with the largest
     likelihood ratio against the best mean allowed (max(x, 0)), up to probability `level`. Far from 0 it is
-    mu -+ z(level); at 0 it is one-sided, x <= z(1 - (1 - level))."""
-    two_sided = _normal_quantile(0.5 + level / 2.0)
+    mu -+ z(level) (`two_sided`); at 0 it is one-sided, x <= `one_sided`, the `level` quantile."""
     if mu >= two_sided:
         return mu - two_sided, mu + two_sided
     if mu <= 0.0:
-        return -math.inf, _normal_quantile(level)
+        return -math.inf, one_sided
     # Where the half-width k exceeds mu, the region's left end is the negative x with ratio exp(x mu - mu^2 / 2)
     # equal to the bound exp(-k^2 / 2) at the right end.
-    half = _bisect(lambda k: _normal_cdf(k) - _normal_cdf(-(mu * mu + k * k) / (2.0 * mu)) - level, mu, two_sided)
+    cdf = _NORMAL.cdf
+    half = _bisect(lambda k: cdf(k) - cdf(-(mu * mu + k * k) / (2.0 * mu)) - level, mu, two_sided)
     return (mu * mu - half * half) / (2.0 * mu), mu + half
 
 
@@ -89,7 +85,11 @@ def bounded_normal_interval(value: float, stderr: float, *, level: float = 0.95,
         clipped = min(max(value, low), high)
         return clipped, clipped
     x = (value - low) / stderr
-    right_end = _acceptance(0.0, level)[1]
-    lower = 0.0 if x <= right_end else _bisect(lambda mu: _acceptance(mu, level)[1] - x, 0.0, x)
-    upper = _bisect(lambda mu: _acceptance(mu, level)[0] - x, 0.0, max(x, 0.0) + 8.0)
+    one_sided, two_sided = _NORMAL.inv_cdf(level), _NORMAL.inv_cdf(0.5 + level / 2.0)
+
+    def region(mu: float) -> tuple[float, float]:
+        return _acceptance(mu, level, one_sided, two_sided)
+
+    lower = 0.0 if x <= one_sided else _bisect(lambda mu: region(mu)[1] - x, 0.0, x)
+    upper = _bisect(lambda mu: region(mu)[0] - x, 0.0, max(x, 0.0) + 8.0)
     return min(low + lower * stderr, high), min(low + upper * stderr, high)

@@ -128,16 +128,20 @@ class MixtureProblem:
 
     def vocabulary(self) -> np.ndarray:
         """Which candidate words are in the vocabulary (boolean, per column)."""
-        return (self.human.word_counts() >= self.min_human) & (self.ai.word_counts() >= self.min_ai)
+        return self._counts()[2]
+
+    def _counts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Human and AI sentences containing each candidate word, and which words the minimum counts keep."""
+        human, ai = self.human.word_counts(), self.ai.word_counts()
+        return human, ai, (human >= self.min_human) & (ai >= self.min_ai)
 
     def log_ratios(self) -> np.ndarray:
         """log Q(x) - log P(x) of each distinct target row, with p and q from the full references."""
-        kept = self.vocabulary()
-        delta, _ = log_ratio_weights(self.human.word_counts(), self.human.n, self.ai.word_counts(), self.ai.n,
-                                     self.smoothing)
-        _, offset = log_ratio_weights(self.human.word_counts()[kept], self.human.n, self.ai.word_counts()[kept],
-                                      self.ai.n, self.smoothing)
-        return np.asarray(self.target.rows @ np.where(kept, delta, 0.0)).ravel() + offset
+        human, ai, kept = self._counts()
+        delta, offset = log_ratio_weights(human[kept], self.human.n, ai[kept], self.ai.n, self.smoothing)
+        weights = np.zeros(kept.size)
+        weights[kept] = delta  # a word outside the vocabulary weighs nothing
+        return np.asarray(self.target.rows @ weights).ravel() + offset
 
     def mle(self, *, extended: bool = False) -> float:
         """The MLE in [0, 1]; `extended`: below 0 (above 1) by the Newton step from the bound it sits at."""
