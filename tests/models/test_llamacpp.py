@@ -58,3 +58,33 @@ def test_a_request_gets_the_same_text_alone_in_a_batch_and_in_another_order(fast
         assert not any(stop in answer.text for stop in request.stop)
     greedy, sampled = together[0::2], together[1::2]
     assert [a.text for a in greedy] != [a.text for a in sampled]
+
+
+def test_extra_buffers_are_off_exactly_where_the_cpu_has_amx(tmp_path, monkeypatch):
+    from lmaudit.models import llamacpp_cpu
+
+    amx, plain = tmp_path / "amx", tmp_path / "plain"
+    amx.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f amx_bf16 amx_tile amx_int8\n")
+    plain.write_text("processor\t: 0\nflags\t\t: fpu avx2 fma\nbugs\t\t: amx_int8_is_not_a_flag_here\n")
+    assert llamacpp_cpu.cpu_has_amx(amx) and not llamacpp_cpu.cpu_has_amx(plain)
+    assert not llamacpp_cpu.cpu_has_amx(tmp_path / "missing")
+    monkeypatch.setattr(llamacpp_cpu, "CPUINFO", amx)
+    monkeypatch.delenv(llamacpp_cpu.ENV, raising=False)
+    assert llamacpp_cpu.use_extra_buffers() is False
+    assert llamacpp_cpu.use_extra_buffers(True) is True  # the model option wins over the CPU
+    monkeypatch.setenv(llamacpp_cpu.ENV, "1")
+    assert llamacpp_cpu.use_extra_buffers() is True and llamacpp_cpu.use_extra_buffers(False) is False
+
+
+def test_the_choice_reaches_llama_cpp_while_a_model_loads_and_no_longer(fast):
+    import llama_cpp.llama_cpp as api
+
+    from lmaudit.models.llamacpp_cpu import extra_buffers
+
+    before = api.llama_model_default_params().use_extra_bufts
+    for enabled in (False, True):
+        with extra_buffers(enabled):
+            assert api.llama_model_default_params().use_extra_bufts is enabled
+    assert api.llama_model_default_params().use_extra_bufts == before
+    # The bundled model loaded with the machine's choice, and it says so in its fingerprint when not repacked.
+    assert fast.fingerprint().endswith(":plain") is (not fast.repacked)

@@ -491,13 +491,14 @@ def smollm2_path() -> Path:
 
 def load_smollm2(*, backend: str = "hf", dtype: str = "float32", batch_size: int | str = "auto",
                  max_length: int | None = None, device: str = "auto", threads: int | None = None,
-                 parallel: int = 16) -> Any:
+                 parallel: int = 16, extra_buffers: bool | None = None) -> Any:
     """smollm2: the bundled default model, through transformers (`backend=hf`) or llama.cpp (`backend=llamacpp`,
-    generation only, `threads` for its CPU threads, `parallel` sequences decoded together)."""
+    generation only, `threads` for its CPU threads, `parallel` sequences decoded together, `extra_buffers` for
+    its repacked weights)."""
     if backend == "llamacpp":
         from lmaudit.models.llamacpp import load_llamacpp
 
-        fast = load_llamacpp(str(smollm2_path()), threads=threads, parallel=parallel)
+        fast = load_llamacpp(str(smollm2_path()), threads=threads, parallel=parallel, extra_buffers=extra_buffers)
         fast.name = "smollm2"
         return fast
     if backend != "hf":

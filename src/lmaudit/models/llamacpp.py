@@ -5,7 +5,8 @@ close to the hf backend's but not the same (on SmolLM2 a long system prompt is e
 answer). Requests are decoded together, up to `parallel` sequences per llama.cpp step (llamacpp_batch.py), and
 tokens are chosen as the hf backend chooses them: argmax at temperature 0, otherwise one seeded inverse-CDF draw
 per step from the softmax at the request's temperature, with nothing else in the way (no top-k, top-p, min-p or
-repeat penalty). Chat requests are formatted with the chat template stored in the GGUF file. Log-likelihoods
+repeat penalty). Chat requests are formatted with the chat template stored in the GGUF file. llama.cpp's extra
+CPU buffer types (repacked weights) are off where the CPU has AMX, whose kernels crash there (llamacpp_cpu.py). Log-likelihoods
 stay with the hf backend: llama.cpp's prompt log-probabilities disagree with the fp32 model (see
 docs/architecture.md), so `loglikelihood` refuses and names the backend that answers it; generated tokens do
 carry their log-probabilities under the quantised model.
@@ -31,6 +32,7 @@ from lmaudit.core.types import (
     request_key,
 )
 from lmaudit.models.llamacpp_batch import BatchDecoder
+from lmaudit.models.llamacpp_cpu import extra_buffers, use_extra_buffers
 from lmaudit.models.sampling import Row
 
 # Part of the fingerprint: answers cached from llama.cpp's own sampler (before batching) are not these.
@@ -39,7 +41,7 @@ SAMPLER = "batched-inverse-cdf"
 
 class LlamaCppModel:
     def __init__(self, path: Path, *, n_ctx: int = 2048, threads: int | None = None, name: str | None = None,
-                 parallel: int = 16):
+                 parallel: int = 16, repacked: bool | None = None):
         try:
             from llama_cpp import Llama
         except ImportError as exc:
@@ -49,8 +51,10 @@ class LlamaCppModel:
         threads = threads or min(2, os.cpu_count() or 1)
         # This object's own context only serves tokenizing (generation has its own, in BatchDecoder): kept small,
         # as the logits buffer it allocates is n_batch x vocabulary floats.
-        self._llm = Llama(model_path=str(path), n_ctx=64, n_batch=16, n_threads=threads, n_threads_batch=threads,
-                          verbose=False)
+        self.repacked = use_extra_buffers(repacked)
+        with extra_buffers(self.repacked):
+            self._llm = Llama(model_path=str(path), n_ctx=64, n_batch=16, n_threads=threads,
+                              n_threads_batch=threads, verbose=False)
         self._parallel = parallel
         self._decoder = BatchDecoder(self._llm, threads=threads, max_context=n_ctx)
         self._formatter: Any = None
@@ -59,7 +63,8 @@ class LlamaCppModel:
         weakref.finalize(self, _free, self._decoder, self._llm)
 
     def fingerprint(self) -> str:
-        return f"llamacpp:{self._digest}:{SAMPLER}"
+        # Weights llama.cpp did not repack run other kernels, whose float rounding differs.
+        return f"llamacpp:{self._digest}:{SAMPLER}" + ("" if self.repacked else ":plain")
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
         raise ModelError(f"{self.name} does not score log-likelihoods: llama.cpp's prompt log-probabilities are "
@@ -104,8 +109,10 @@ def _free(decoder: BatchDecoder, llm: Any) -> None:
     llm.close()
 
 
-def load_llamacpp(path: str, *, n_ctx: int = 2048, threads: int | None = None, parallel: int = 16) -> LlamaCppModel:
-    """llamacpp:<file.gguf>; `parallel`: sequences decoded together (each has n_ctx tokens of KV cache at most)."""
+def load_llamacpp(path: str, *, n_ctx: int = 2048, threads: int | None = None, parallel: int = 16,
+                  extra_buffers: bool | None = None) -> LlamaCppModel:
+    """llamacpp:<file.gguf>; `parallel`: sequences decoded together (each has n_ctx tokens of KV cache at most);
+    `extra_buffers`: let llama.cpp repack weights into its extra CPU buffer types (default: not on AMX CPUs)."""
     gguf = Path(path).expanduser()
     if not gguf.is_file():
         raise ModelError(f"GGUF file not found: {gguf}")
@@ -113,4 +120,4 @@ def load_llamacpp(path: str, *, n_ctx: int = 2048, threads: int | None = None, p
         raise ConfigError(f"n_ctx must be at least 16 tokens, got {n_ctx}")
     if parallel < 1:
         raise ConfigError(f"parallel must be at least 1, got {parallel}")
-    return LlamaCppModel(gguf.resolve(), n_ctx=n_ctx, threads=threads, parallel=parallel)
+    return LlamaCppModel(gguf.resolve(), n_ctx=n_ctx, threads=threads, parallel=parallel, repacked=extra_buffers)
