@@ -56,7 +56,7 @@ class Batch:
     ids: list[str | None] = field(default_factory=list)  # the id field's value, when the corpus has one
     texts: list[str] = field(default_factory=list)
     chars: int = 0
-    _utf8: tuple[bytes, int, int] | None = field(default=None, repr=False, compare=False)
+    _utf8: tuple[bytes, int] | None = field(default=None, repr=False, compare=False)
 
     def add(self, line: int, doc_id: str | None, text: str) -> None:
         self.lines.append(line)
@@ -73,9 +73,9 @@ class Batch:
         self.chars += chars
         self._utf8 = None
 
-    def utf8(self) -> tuple[bytes, int, int]:
-        """The texts' UTF-8 joined by NUL (NULs inside texts removed), NULs removed, and the texts' UTF-8 size;
-        computed once, for the throughput count and the scan's normalisation alike."""
+    def utf8(self) -> tuple[bytes, int]:
+        """The texts' UTF-8 joined by normalize.JOINER, and the texts' UTF-8 size; computed once, for the
+        throughput count and the scan's normalisation alike."""
         if self._utf8 is None:
             self._utf8 = join_utf8(self.texts)
         return self._utf8
@@ -83,7 +83,7 @@ class Batch:
     @property
     def text_bytes(self) -> int:
         """UTF-8 size of the texts: what throughput is measured in."""
-        return self.utf8()[2]
+        return self.utf8()[1]
 
     def doc_id(self, index: int) -> str:
         found = self.ids[index]

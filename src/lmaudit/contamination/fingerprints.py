@@ -66,8 +66,9 @@ class FingerprintTable:
 
     def find(self, fingerprints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(positions, values): every position whose fingerprint is a key, once per value stored under it."""
-        slots = fingerprints >> np.uint64(64 - _BITMAP_BITS)
-        bits = self.bitmap[slots >> np.uint64(3)] >> (slots & np.uint64(7)).astype(np.uint8)
+        # Indexes as int64 views: numpy would convert uint64 ones first, which costs as much as the gather.
+        slots = (fingerprints >> np.uint64(64 - _BITMAP_BITS)).view(np.int64)
+        bits = self.bitmap[slots >> 3] >> (slots & 7).astype(np.uint8)
         passed = np.flatnonzero(bits & 1)
         low = np.searchsorted(self.keys, fingerprints[passed], side="left")
         high = np.searchsorted(self.keys, fingerprints[passed], side="right")
@@ -91,6 +92,6 @@ class FilteredTable(FingerprintTable):
         self.slots[self.keys >> self.shift] = True
 
     def find(self, fingerprints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        passed = np.flatnonzero(self.slots[fingerprints >> self.shift])
+        passed = np.flatnonzero(self.slots[(fingerprints >> self.shift).view(np.int64)])
         positions, values = super().find(fingerprints[passed])
         return passed[positions], values

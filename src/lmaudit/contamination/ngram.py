@@ -26,7 +26,6 @@ from lmaudit.contamination.fingerprints import FilteredTable, WindowHashes, row_
 from lmaudit.contamination.items import EvalItem
 from lmaudit.contamination.normalize import (
     SEPARATOR,
-    join_utf8,
     spaced_words,
     word_spans,
     words,
@@ -127,10 +126,7 @@ class NgramIndex:
         return self._byte_vocab
 
     def scan(self, batch: Batch) -> list[Hit]:
-        raw, nuls, _ = batch.utf8()
-        if nuls:  # the batch's UTF-8 drops NULs inside texts, but between two letters one separates two words
-            raw = join_utf8([text.replace("\x00", " ") for text in batch.texts])[0]
-        tokens = spaced_words(raw).split()
+        tokens = spaced_words(batch.utf8()[0]).split()
         ids = np.fromiter(map(self._word_ids().get, tokens, repeat(0, len(tokens))), dtype=np.int64,
                           count=len(tokens))
         separators = np.flatnonzero(ids < 0)

@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import functools
 import re
+from itertools import repeat
 
 import numpy as np
 
 # [^\W_] is exactly the set of characters for which str.isalnum() is true.
 ALNUM_RUN = re.compile(r"[^\W_]+")
-_UPPER_TO_LOWER = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")
-_ASCII_SYMBOLS = bytes(c for c in range(1, 128) if not chr(c).isalnum())  # all but NUL, the separator
-# For words: ASCII case-folded, and every ASCII symbol but NUL (the separator) a space.
-_ASCII_WORDS = bytes(c + 32 if 65 <= c <= 90 else 32 if c and c < 128 and not chr(c).isalnum() else c
-                     for c in range(256))
-SEPARATOR = b"\x00"
+# join_utf8 puts this byte between texts: UTF-8 never holds it, so a text's own NULs stay apart from it.
+JOINER = b"\xff"
+# For normalised text: ASCII case-folded, the joiner the separator NUL; every ASCII symbol (NUL too) dropped.
+_ASCII_FOLD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ" + JOINER, b"abcdefghijklmnopqrstuvwxyz\x00")
+_ASCII_SYMBOLS = bytes(c for c in range(128) if not chr(c).isalnum())
+# For words: ASCII case-folded, every ASCII symbol (NUL too) a space, the joiner the separator NUL.
+_ASCII_WORDS = bytes(0 if c == JOINER[0] else c + 32 if 65 <= c <= 90 else 32 if c < 128 and not chr(c).isalnum()
+                     else c for c in range(256))
+SEPARATOR = b"\x00"  # between texts in normalised and spaced text
 # Stretches to fold are found in blocks of this many bytes; the ASCII they take in is already folded (letters,
 # digits, NUL), which folding leaves as it is.
 _BLOCK = 64
@@ -79,33 +83,32 @@ def _fold_stretches(folded: bytes, spaces: bool = False) -> bytes:
     return b"".join(pieces)
 
 
-def join_utf8(texts: list[str]) -> tuple[bytes, int, int]:
-    """The UTF-8 of the texts joined by NUL, the NULs removed from inside the texts, and the texts' UTF-8 size.
+def join_utf8(texts: list[str]) -> tuple[bytes, int]:
+    """The UTF-8 of the texts joined by JOINER, and the texts' UTF-8 size.
 
-    NUL is a symbol, so dropping it first changes nothing normalised but frees it to separate texts. One join
-    and one encode for the whole batch (a call per text costs more than the encoding itself)."""
-    joined = SEPARATOR.decode().join(texts)
-    nuls = joined.count("\x00") - max(0, len(texts) - 1)
-    if nuls:
-        joined = SEPARATOR.decode().join([text.replace("\x00", "") for text in texts])
+    Each text is encoded on its own: a string of one byte per character encodes by a copy, where the joined
+    string would take the widest character of the batch. The joiner cannot occur in UTF-8, so texts keep their
+    NULs (symbols: normalising drops them, words are split at them)."""
     # surrogatepass: JSON escapes can leave lone surrogates in a str; they are symbols and are dropped.
-    raw = joined.encode("utf-8", "surrogatepass")
-    return raw, nuls, len(raw) - max(0, len(texts) - 1) + nuls
+    raw = JOINER.join(map(str.encode, texts, repeat("utf-8"), repeat("surrogatepass")))
+    return raw, len(raw) - max(0, len(texts) - 1)
 
 
-def normalize_joined(raw: bytes) -> tuple[bytes, np.ndarray]:
-    """Normalised text of join_utf8's output, and where each text starts in it.
+def normalize_joined(raw: bytes) -> bytes:
+    """Normalised text of join_utf8's output: each text's letters and digits, case-folded, NUL between texts.
 
     ASCII is case-folded and filtered by one byte-table pass over the whole batch; only the stretches of
     bytes around non-ASCII characters left after it (a few quotes, dashes or accented words in most text) are
     decoded, case-folded and filtered. Case folding works character by character, so folding stretches gives
     the same as folding whole texts.
     """
-    folded = raw.translate(_UPPER_TO_LOWER, _ASCII_SYMBOLS)
-    if not raw.isascii():
-        folded = _fold_stretches(folded)
-    starts = np.concatenate(([0], np.flatnonzero(np.frombuffer(folded, dtype=np.uint8) == 0) + 1))
-    return folded, starts
+    folded = raw.translate(_ASCII_FOLD, _ASCII_SYMBOLS)
+    return folded if folded.isascii() else _fold_stretches(folded)
+
+
+def text_starts(normalised: bytes) -> np.ndarray:
+    """Where each text starts in normalised (or spaced) text: after every separator."""
+    return np.concatenate(([0], np.flatnonzero(np.frombuffer(normalised, dtype=np.uint8) == 0) + 1))
 
 
 def spaced_words(raw: bytes) -> bytes:
@@ -113,16 +116,16 @@ def spaced_words(raw: bytes) -> bytes:
     between two texts: its split() is the UTF-8 of the words `words` gives for each text, with b"\\x00"
     between texts. A few C passes over the whole batch."""
     spaced = raw.translate(_ASCII_WORDS)
-    if not raw.isascii():
+    if not spaced.isascii():
         spaced = _fold_stretches(spaced, spaces=True)
     return spaced.replace(SEPARATOR, b" \x00 ")
 
 
 def normalize_batch(texts: list[str]) -> tuple[bytes, np.ndarray, int]:
-    """Normalised UTF-8 of the texts joined by NUL, where each text starts, and the texts' UTF-8 size."""
-    raw, _, size = join_utf8(texts)
-    folded, starts = normalize_joined(raw)
-    return folded, starts, size
+    """Normalised UTF-8 of the texts with NUL between them, where each text starts, and the texts' UTF-8 size."""
+    raw, size = join_utf8(texts)
+    folded = normalize_joined(raw)
+    return folded, text_starts(folded), size
 
 
 def normalize(text: str) -> str:

@@ -24,30 +24,31 @@ import numpy as np
 from lmaudit.contamination.corpus import Batch
 from lmaudit.contamination.fingerprints import FilteredTable, WindowHashes
 from lmaudit.contamination.items import EvalItem
-from lmaudit.contamination.normalize import normalize, normalize_joined, normalize_mapped
+from lmaudit.contamination.normalize import normalize, normalize_joined, normalize_mapped, text_starts
 from lmaudit.contamination.results import Hit
 from lmaudit.core.errors import ConfigError
 
 _MIX = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9], dtype=np.uint64)
-_TAIL = bytes(24)  # lets the last windows read whole 8-byte words past the end of the text
+_SHORT_TAIL = bytes(8)  # lets windows under 8 bytes read a whole word past the end of the text
 
 
-def _mix(words: list[np.ndarray], m: int) -> np.ndarray:
-    """64-bit fingerprints from the little-endian 8-byte words of m-byte windows (bytes past m masked off)."""
-    fp = np.zeros(len(words[0]), dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for column, word in enumerate(words):
-            if m - 8 * column < 8:
-                word = word & np.uint64((1 << (8 * (m - 8 * column))) - 1)
-            fp = (fp ^ word) * _MIX[column]
-        fp ^= fp >> np.uint64(29)
-    return fp
+def _fingerprints(data: bytes, count: int, stride: int, m: int) -> np.ndarray:
+    """64-bit fingerprints of the m-byte windows of `data` starting at 0, stride, 2*stride, ...
 
+    A window's 8-byte words (the last one ending at the window's end, overlapping the one before it), each
+    times its own odd constant, xored: one multiply per word and no masking, straight from unaligned views of
+    the bytes. Windows under 8 bytes take one word with the bytes past the window masked off; `data` then
+    needs 8 spare bytes at its end."""
+    def words(offset: int) -> np.ndarray:
+        return np.ndarray((count,), dtype="<u8", buffer=data, offset=offset, strides=(stride,))
 
-def _strided_words(data: bytes, count: int, stride: int, m: int) -> list[np.ndarray]:
-    """The words of windows starting at 0, stride, 2*stride, ...: unaligned views, nothing copied."""
-    return [np.ndarray((count,), dtype="<u8", buffer=data, offset=8 * column, strides=(stride,))
-            .astype(np.uint64, copy=False) for column in range((m + 7) // 8)]
+    if m < 8:
+        return (words(0) & np.uint64((1 << (8 * m)) - 1)) * _MIX[0]
+    offsets = list(range(0, m - 7, 8)) + ([m - 8] if m % 8 else [])
+    fingerprints = words(0) * _MIX[0]
+    for column, offset in enumerate(offsets[1:], start=1):
+        fingerprints ^= words(offset) * _MIX[column]
+    return fingerprints
 
 
 class _Pass:
@@ -67,22 +68,24 @@ class _Pass:
             joined = b"".join(patterns[i] for i in members)
             starts = np.arange(len(joined) - self.m + 1)
             inside = starts % length <= length - self.m
-            fps.append(_mix(_strided_words(joined + _TAIL, len(starts), 1, self.m), self.m)[inside])
+            if self.m < 8:
+                joined += _SHORT_TAIL
+            fps.append(_fingerprints(joined, len(starts), 1, self.m)[inside])
             owners.append(np.asarray([ids[i] for i in members], dtype=np.int64)[starts[inside] // length])
             offsets.append(starts[inside] % length)
         self.owner = np.concatenate(owners)
         self.offset = np.concatenate(offsets)
         self.table = FilteredTable(np.concatenate(fps), np.arange(len(self.owner)))
 
-    def candidates(self, padded: bytes, length: int) -> list[tuple[int, int]]:
-        """(pattern id, start) for every window whose fingerprint is an anchor's; still to be verified.
-
-        `padded` is the text followed by at least 24 spare bytes; `length` is the text's own length.
-        """
-        rows = (length - self.m) // self.stride + 1
+    def candidates(self, text: bytes) -> list[tuple[int, int]]:
+        """(pattern id, start) for every window of the text whose fingerprint is an anchor's; still to be
+        verified."""
+        rows = (len(text) - self.m) // self.stride + 1
         if rows <= 0:
             return []
-        windows, entries = self.table.find(_mix(_strided_words(padded, rows, self.stride, self.m), self.m))
+        if self.m < 8:
+            text += _SHORT_TAIL
+        windows, entries = self.table.find(_fingerprints(text, rows, self.stride, self.m))
         return list(zip(self.owner[entries].tolist(), (windows * self.stride - self.offset[entries]).tolist()))
 
 
@@ -186,14 +189,16 @@ class SubstringIndex:
 
     def scan(self, batch: Batch) -> list[Hit]:
         """Every occurrence of every pattern in the batch's documents."""
-        buffer, starts = normalize_joined(batch.utf8()[0])
-        padded = buffer + _TAIL
+        buffer = normalize_joined(batch.utf8()[0])
         occurrences: set[tuple[int, int]] = set()
         for scan_pass in self.passes:
-            for pattern_id, start in scan_pass.candidates(padded, len(buffer)):
+            for pattern_id, start in scan_pass.candidates(buffer):
                 pattern = self.patterns[pattern_id]
                 if start >= 0 and buffer[start:start + len(pattern)] == pattern:
                     occurrences.add((pattern_id, start))
+        if not occurrences:
+            return []
+        starts = text_starts(buffer)
         hits = []
         for pattern_id, start in sorted(occurrences, key=lambda o: (o[1], o[0])):
             doc = int(np.searchsorted(starts, start, side="right")) - 1
