@@ -1,6 +1,7 @@
 """The process pool and Ray give exactly the flags of a single-process scan on a multi-file corpus."""
 
 import json
+import threading
 
 import pytest
 
@@ -18,6 +19,24 @@ def test_process_pool_equals_single_process(substring_index, dirty_corpus):
     assert _as_json(pooled) == _as_json(single)
     assert sum(f.contaminated is True for f in single.flags) >= 60
     assert pooled.stats.documents == single.stats.documents and pooled.stats.text_bytes == single.stats.text_bytes
+
+
+def test_workers_are_forked_only_where_no_other_thread_runs(substring_index, dirty_corpus):
+    from lmaudit.contamination.scanning import _pool_context
+
+    folder, _ = dirty_corpus
+    assert _pool_context().get_start_method() == "fork"  # the pooled scan above forked its workers
+    single = scan_index(substring_index, [folder], workers=1, progress=False)
+    stop = threading.Event()
+    waiting = threading.Thread(target=stop.wait)
+    waiting.start()
+    try:
+        assert _pool_context().get_start_method() == "spawn"
+        spawned = scan_index(substring_index, [folder], workers=2, progress=False)
+    finally:
+        stop.set()
+        waiting.join()
+    assert _as_json(spawned) == _as_json(single)
 
 
 @pytest.mark.slow

@@ -27,7 +27,7 @@ _ASCII_WORDS = bytes(0 if c == JOINER[0] else c + 32 if 65 <= c <= 90 else 32 if
 SEPARATOR = b"\x00"  # between texts in normalised and spaced text
 # Stretches to fold are found in blocks of this many bytes; the ASCII they take in is already folded (letters,
 # digits, NUL), which folding leaves as it is.
-_BLOCK = 64
+_BLOCK = 16
 # An ASCII symbol, so folded bytes hold none: it delimits the stretches while they are folded together.
 _STRETCH_MARK = b"\x01"
 
@@ -47,9 +47,10 @@ def _kept_code_points() -> np.ndarray:
 
 
 def _stretches(folded: bytes) -> tuple[list[int], list[int]]:
-    """Begins and ends of the stretches of `folded` that hold its non-ASCII bytes: runs of 64-byte blocks with
-    a byte >= 0x80, merged across one clean block. The block before and after a run is all ASCII, so no
-    character is cut. Testing 8 bytes at a time costs an eighth of a per-byte test."""
+    """Begins and ends of the stretches of `folded` that hold its non-ASCII bytes: runs of 16-byte blocks with
+    a byte >= 0x80, merged across one clean block (blocks of 16 bring in less ASCII than blocks of 64 did: the
+    fold took 15-20% less time). The block before and after a run is all ASCII, so no character is cut.
+    Testing 8 bytes at a time costs an eighth of a per-byte test."""
     whole = len(folded) // _BLOCK * _BLOCK
     words = np.frombuffer(folded, dtype=np.uint64, count=whole // 8).reshape(-1, _BLOCK // 8)
     merged = words[:, 0].copy()

@@ -8,11 +8,13 @@ workers or which shard ends first.
 from __future__ import annotations
 
 import importlib.metadata
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
-from multiprocessing import get_context
+from functools import partial
+from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -169,29 +171,43 @@ class _ShardScanner:
         return scan_shard(self.index, shard, **options)
 
 
+def _pool_context() -> Any:
+    """fork where no other thread runs, spawn otherwise.
+
+    Forked workers start at once, read the parent's index from the pages they share with it (one copy in the
+    caches for both) and need no imports or unpickling, which took a spawned worker about 1 CPU-s. Another
+    thread could hold a lock at the fork that the child would then wait on forever. tqdm's monitor thread
+    (started by the first progress bar, even a disabled one, and left running) is let be: it only takes
+    tqdm's own lock, and workers draw no bar."""
+    others = [t for t in threading.enumerate() if t is not threading.current_thread() and t.name != "tqdm_monitor"]
+    return get_context("fork" if "fork" in get_all_start_methods() and not others else "spawn")
+
+
 def _run_local(index: Index, shards: list[Shard], workers: int, options: dict[str, Any],
-               bar: tqdm) -> list[ShardResult]:
+               progress: Callable[[], tqdm]) -> list[ShardResult]:
     if workers == 1 or len(shards) == 1:
         results = []
-        for shard in shards:
-            results.append(scan_shard(index, shard, on_batch=bar.update, **options))
-            bar.set_postfix_str(f"parts {len(results)}/{len(shards)}")
+        with progress() as bar:
+            for shard in shards:
+                results.append(scan_shard(index, shard, on_batch=bar.update, **options))
+                bar.set_postfix_str(f"parts {len(results)}/{len(shards)}")
         return results
     ordered: list[ShardResult | None] = [None] * len(shards)
-    # spawn, not fork: a forked child of a process that holds threads (torch, tqdm) can deadlock.
-    with ProcessPoolExecutor(max_workers=min(workers, len(shards)), mp_context=get_context("spawn"),
+    with ProcessPoolExecutor(max_workers=min(workers, len(shards)), mp_context=_pool_context(),
                              initializer=_init_worker, initargs=(index,)) as pool:
+        # The first submit starts the workers: before the progress bar starts its monitor thread.
         futures = {pool.submit(_pool_task, shard, options): position for position, shard in enumerate(shards)}
-        for done, future in enumerate(as_completed(futures), start=1):
-            result = future.result()
-            ordered[futures[future]] = result
-            bar.update(result.text_bytes)
-            bar.set_postfix_str(f"parts {done}/{len(shards)}")
+        with progress() as bar:
+            for done, future in enumerate(as_completed(futures), start=1):
+                result = future.result()
+                ordered[futures[future]] = result
+                bar.update(result.text_bytes)
+                bar.set_postfix_str(f"parts {done}/{len(shards)}")
     return ordered  # type: ignore[return-value]
 
 
 def _run_ray(index: Index, shards: list[Shard], workers: int, options: dict[str, Any],
-             bar: tqdm) -> list[ShardResult]:
+             progress: Callable[[], tqdm]) -> list[ShardResult]:
     try:
         import ray
     except ImportError as exc:
@@ -206,21 +222,22 @@ def _run_ray(index: Index, shards: list[Shard], workers: int, options: dict[str,
     queue = list(enumerate(shards))
     running: dict[Any, tuple[int, Any]] = {}  # result ref -> (shard position, actor)
     try:
-        # Each actor scans one shard at a time and gets the next as soon as it is done.
-        for actor in actors:
-            position, shard = queue.pop(0)
-            running[actor.scan.remote(shard, options)] = (position, actor)
-        while running:
-            ready, _ = ray.wait(list(running), num_returns=1)
-            for ref in ready:
-                position, actor = running.pop(ref)
-                result = ray.get(ref)
-                ordered[position] = result
-                bar.update(result.text_bytes)
-                bar.set_postfix_str(f"parts {sum(r is not None for r in ordered)}/{len(shards)}")
-                if queue:
-                    next_position, shard = queue.pop(0)
-                    running[actor.scan.remote(shard, options)] = (next_position, actor)
+        with progress() as bar:
+            # Each actor scans one shard at a time and gets the next as soon as it is done.
+            for actor in actors:
+                position, shard = queue.pop(0)
+                running[actor.scan.remote(shard, options)] = (position, actor)
+            while running:
+                ready, _ = ray.wait(list(running), num_returns=1)
+                for ref in ready:
+                    position, actor = running.pop(ref)
+                    result = ray.get(ref)
+                    ordered[position] = result
+                    bar.update(result.text_bytes)
+                    bar.set_postfix_str(f"parts {sum(r is not None for r in ordered)}/{len(shards)}")
+                    if queue:
+                        next_position, shard = queue.pop(0)
+                        running[actor.scan.remote(shard, options)] = (next_position, actor)
     finally:
         for actor in actors:
             ray.kill(actor)
@@ -268,10 +285,9 @@ def scan_index(index: Index, corpus: Sequence[str | Path], *, executor: str = "l
         total = sum(s.size for s in shards)
         pieces = split_shards(shards, min(piece_bytes, max(MIN_PIECE_BYTES, total // (4 * workers))))
     options = {"text_field": text_field, "id_field": id_field, "max_evidence": max_evidence}
-    with tqdm(unit="B", unit_scale=True, unit_divisor=1000, desc=f"{index.method} scan", disable=not progress,
-              dynamic_ncols=True) as bar:
-        run = _run_ray if executor == "ray" else _run_local
-        results = run(index, pieces, workers, options, bar)
+    bar = partial(tqdm, unit="B", unit_scale=True, unit_divisor=1000, desc=f"{index.method} scan",
+                  disable=not progress, dynamic_ncols=True)
+    results = (_run_ray if executor == "ray" else _run_local)(index, pieces, workers, options, bar)
     seconds = time.perf_counter() - began
 
     merged: dict[int, ItemMatches] = {}
