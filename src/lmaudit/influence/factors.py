@@ -184,7 +184,7 @@ def eigendecompose(matrix: Any) -> tuple[Any, Any]:
     triangle (what lies below it is not read).
 
     numpy's eigh (LAPACK's divide and conquer through OpenBLAS) runs without the GIL and took 0.45 s per
-    1536 x 1536 factor here against torch's 0.55 s, two at a time on two cores."""
+    1536 x 1536 factor on one core of an AMD EPYC against torch's 0.55 s (0.97 s against 0.88 s on a Xeon core)."""
     import numpy as np
     import torch
 

@@ -6,8 +6,8 @@ answer). Requests are decoded together, up to `parallel` sequences per llama.cpp
 tokens are chosen as the hf backend chooses them: argmax at temperature 0, otherwise one seeded inverse-CDF draw
 per step from the softmax at the request's temperature, with nothing else in the way (no top-k, top-p, min-p or
 repeat penalty). Chat requests are formatted with the chat template stored in the GGUF file. llama.cpp's extra
-CPU buffer types (repacked weights) are off where the CPU has AMX, whose kernels crash there (llamacpp_cpu.py). Log-likelihoods
-stay with the hf backend: llama.cpp's prompt log-probabilities disagree with the fp32 model (see
+CPU buffer types (repacked weights) are off where the CPU has AMX, whose kernels crash there (llamacpp_cpu.py).
+Log-likelihoods stay with the hf backend: llama.cpp's prompt log-probabilities disagree with the fp32 model (see
 docs/architecture.md), so `loglikelihood` refuses and names the backend that answers it; generated tokens do
 carry their log-probabilities under the quantised model.
 
