@@ -93,8 +93,8 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     log = tmp_path_factory.mktemp("llama-cpp") / "server.log"  # a file: a full pipe would block its logging
     process = subprocess.Popen(
-        [sys.executable, "-m", "lmaudit.models.llamacpp_server", "--model", str(smollm2_path()), "--model_alias", "smollm2",
-         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "1"],
+        [sys.executable, "-m", "lmaudit.models.llamacpp_server", "--model", str(smollm2_path()),
+         "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "1"],
         stdout=log.open("w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
     try:
