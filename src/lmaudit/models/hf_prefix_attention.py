@@ -43,9 +43,8 @@ def pack(lengths: list[int], prefix_len: int, layers: list, device: torch.device
     order = torch.arange(packed, device=device)
     own = (suffix[:, None] == suffix[None, :]) & (order[None, :] <= order[:, None])
     mask = torch.cat([torch.ones(packed, prefix_len, dtype=torch.bool, device=device), own], dim=1)
-    starts = [0, *torch.cumsum(sizes, 0)[:-1].tolist()]
-    within = order - torch.repeat_interleave(torch.tensor(starts, device=device), sizes)
-    return Packing(layers, starts, mask, (prefix_len + within)[None, :])
+    offsets = torch.cumsum(sizes, 0) - sizes
+    return Packing(layers, offsets.tolist(), mask, (prefix_len + order - offsets[suffix])[None, :])
 
 
 def supports_shared_prefix(config: Any) -> bool:
