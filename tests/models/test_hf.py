@@ -176,6 +176,19 @@ def test_packed_and_padded_paths_agree(smollm2, monkeypatch):
     assert packed_model.stats["decoder_tokens"] == padded_model.stats["decoder_tokens"]  # real tokens, both
 
 
+def test_two_part_and_masked_prefix_attention_agree(smollm2, monkeypatch):
+    """The CPU's two flash-attention parts merged by log-sum-exp, and the one masked call used elsewhere."""
+    from lmaudit.models import hf_prefix_attention
+
+    torch.set_num_threads(1)
+    requests = _shared_prefix_requests()
+    two_part = HFModel(smollm2.module, smollm2.tokenizer, fingerprint="x", name="x").loglikelihood(requests)
+    monkeypatch.setattr(hf_prefix_attention, "_CPU_FLASH", None)
+    masked = HFModel(smollm2.module, smollm2.tokenizer, fingerprint="x", name="x").loglikelihood(requests)
+    assert [p.logprob for p in two_part] == pytest.approx([p.logprob for p in masked], abs=1e-4)
+    assert [p.is_greedy for p in two_part] == [p.is_greedy for p in masked]
+
+
 def test_packed_kernel_only_for_plain_causal_attention(smollm2):
     from lmaudit.models.hf_prefix_attention import supports_shared_prefix
 

@@ -105,3 +105,40 @@ def test_results_are_strict_json():
     text = dumps({"value": math.nan, "ci95": [-math.inf, 1.0], "n": 0})
     assert json.loads(text) == {"value": None, "ci95": [None, 1.0], "n": 0}
     assert "NaN" not in text and "Infinity" not in text
+
+
+class RecordingModel(ScriptedModel):
+    """Log-likelihood answers, and the contexts of every call."""
+
+    def __init__(self):
+        super().__init__()
+        self.batches = []
+
+    def loglikelihood(self, requests):
+        self.batches.append([r.context for r in requests])
+        return super().loglikelihood(requests)
+
+
+def test_a_chunk_does_not_split_requests_that_share_a_long_context_head(tmp_path):
+    from lmaudit.core.types import LoglikelihoodRequest
+
+    def few_shot(subject, n):
+        head = f"Worked examples about {subject}.\n" + "Example question and its answer.\n" * 20
+        return [LoglikelihoodRequest(head + f"Question {i}?\nAnswer:", f" {letter}")
+                for i in range(n) for letter in "ABCD"]
+
+    # 40 + 40 requests behind one head each, then contexts that share nothing (sorted after them); the first chunk
+    # (64) ends inside the second head's requests and is extended to its last one, not beyond.
+    shared = few_shot("rivers", 10) + few_shot("tides", 10)
+    unrelated = [LoglikelihoodRequest(f"z{i:03d}: a context of its own", " yes") for i in range(150)]
+    model = RecordingModel()
+    with _open(tmp_path / "run", model, tmp_path) as session:
+        session.call("target", unrelated + shared)
+    assert [c.split(".")[0] for c in model.batches[0]] == [c.context.split(".")[0] for c in shared]
+    assert sum(len(b) for b in model.batches) == len(shared) + len(unrelated)
+    # Contexts without a shared head are cut where the chunk size says.
+    alone, fresh = RecordingModel(), tmp_path / "fresh-cache"
+    fresh.mkdir()
+    with _open(tmp_path / "run2", alone, fresh) as session:
+        session.call("target", unrelated)
+    assert len(alone.batches[0]) == 64
