@@ -1,11 +1,13 @@
-"""How fast the substring scan reads a corpus, against a naive scan, with 1 and 2 workers; and Min-K% AUROC.
+"""How fast the substring scan reads a corpus, against a naive scan, with 1 and 2 workers; the n-gram scan with 1
+and 2; and Min-K% AUROC.
 
     LMAUDIT_DATA_DIR=../shared/data nice .venv/bin/python bench/contamination_scan.py [--copies 30] [--mink 100]
 
 The corpus is built from the real text in the data folder (arXiv abstracts, NTREX news in five languages,
 MBPP and TruthfulQA), repeated `--copies` times over 8 JSONL shards (one more gzipped), so throughput is read
 on real text, Unicode included; the same corpus as one file shows 2 workers sharing one file in pieces. The
-index holds all 14,042 MMLU test items, 3 substrings each. Throughput is MB of document text (UTF-8) per second
+index holds all 14,042 MMLU test items, 3 substrings each; the n-gram index their 13-grams, scanned over the
+first shard with 1 worker and the first two with 2 (a file each). Throughput is MB of document text (UTF-8) per second
 of scanning, index building excluded; every run also reports MB per CPU-second (pool workers' CPU time included,
 their start-up too), which a loaded machine disturbs less. The naive baseline normalises the same way, then
 tests every substring with Python's `in` against every document of a sample of documents; its MB/s is that
@@ -149,6 +151,7 @@ def main() -> int:
         figures["substring_gzip_1_worker"] = timed_scan(index, [gz], workers=1)
         ngram = build_index("ngram", items)
         figures["ngram_1_worker"] = timed_scan(ngram, shards[:1], workers=1)
+        figures["ngram_2_workers"] = timed_scan(ngram, shards[:2], workers=2)  # a file each
         # The naive baseline, on a sample with five MMLU items planted so both scans have something to find.
         rng = random.Random(1)
         sample = rng.sample(texts, args.naive_docs)

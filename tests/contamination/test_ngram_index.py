@@ -8,7 +8,8 @@ import pytest
 
 from lmaudit.contamination import EvalItem, build_index
 from lmaudit.contamination.corpus import Batch
-from lmaudit.contamination.normalize import words
+from lmaudit.contamination.fingerprints import token_hashes
+from lmaudit.contamination.normalize import join_utf8, spaced_words, words
 
 
 def _naive_hits(index, texts):
@@ -47,3 +48,21 @@ def test_index_matches_naive_search(data_dir, mmlu_items, n, min_words):
     assert {tuple(hit) for hit in index.scan(batch)} == expected
     # A worker gets the index pickled without its word tuples and must find the same.
     assert {tuple(hit) for hit in pickle.loads(pickle.dumps(index)).scan(batch)} == expected
+
+
+def test_token_hashes_cut_words_as_split_does_and_hash_them_by_their_bytes(data_dir):
+    news = data_dir / "ntrex128" / "NTREX-128"
+    lines = []
+    for language in ("ref.rus", "ref.zho-CN", "ref.hin", "src.eng"):
+        lines += (news / f"newstest2019-{language}.txt").read_text(encoding="utf-8").splitlines()[:200]
+    # Words of 1, 7, 8, 9, 16 and 17 bytes, at the very start and end, and longer than the hashed length.
+    lines = ["abcdefgh " + lines[0], "a abcdefg abcdefghi abcdefghijklmnop abcdefghijklmnopq", "x" * 40, *lines,
+             "x" * 41 + "y", "abcdefghijklmnopq"]
+    spaced = spaced_words(join_utf8(lines)[0])
+    starts, ends, hashes = token_hashes(spaced, 40)
+    tokens = spaced.split()
+    assert [spaced[b:e] for b, e in zip(starts.tolist(), ends.tolist())] == tokens
+    by_token: dict[bytes, int] = {}
+    for token, fingerprint in zip(tokens, hashes.tolist()):
+        assert by_token.setdefault(token[:40], fingerprint) == fingerprint  # the same bytes, the same hash
+    assert len(set(by_token.values())) == len(by_token)  # and here, different bytes, different hashes

@@ -1,14 +1,39 @@
-"""64-bit fingerprints for the indexes: polynomial window hashes, and a table that finds the text's windows
-whose fingerprint is an indexed one. A fingerprint match is only a candidate: callers compare the real bytes
-or words, so a collision costs a comparison, never a wrong flag.
+"""64-bit fingerprints for the indexes: polynomial window hashes, hashes of a text's words, and a table that
+finds the text's windows whose fingerprint is an indexed one. A fingerprint match is only a candidate: callers
+compare the real bytes or words, so a collision costs a comparison, never a wrong flag.
 """
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 BASE = 0x100000001B3  # odd, so invertible modulo 2**64
+_LOW_BYTES = np.array([(1 << 8 * k) - 1 for k in range(9)], dtype=np.uint64)  # masks of the low k bytes
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # odd
 _BITMAP_BITS = 26  # 8 MiB: with ~1M keys about 1.5% of lookups get past it to the sorted array
+_CACHED_POWERS = 1 << 20  # 16 MiB with the inverses: more than the 0.5-0.7M words of a batch of BATCH_CHARS of prose
+
+
+def _powers(count: int) -> tuple[np.ndarray, np.ndarray]:
+    """BASE**(t+1) and its inverse modulo 2**64 for t < count."""
+    with np.errstate(over="ignore"):
+        return (np.cumprod(np.full(count, BASE, dtype=np.uint64)),
+                np.cumprod(np.full(count, pow(BASE, -1, 1 << 64), dtype=np.uint64)))
+
+
+@functools.cache
+def _cached_powers() -> tuple[np.ndarray, np.ndarray]:
+    return _powers(_CACHED_POWERS)
+
+
+def _powers_of_base(count: int) -> tuple[np.ndarray, np.ndarray]:
+    """_powers(count), from one table per process up to _CACHED_POWERS (the scans hash every batch's words)."""
+    if count > _CACHED_POWERS:
+        return _powers(count)
+    powers, inverses = _cached_powers()
+    return powers[:count], inverses[:count]
 
 
 class WindowHashes:
@@ -20,11 +45,10 @@ class WindowHashes:
     """
 
     def __init__(self, values: np.ndarray):
-        x = values.astype(np.uint64)
+        powers, self.inverse = _powers_of_base(len(values))
+        self.prefix = np.zeros(len(values) + 1, dtype=np.uint64)
         with np.errstate(over="ignore"):
-            powers = np.cumprod(np.full(len(x), BASE, dtype=np.uint64))
-            self.inverse = np.cumprod(np.full(len(x), pow(BASE, -1, 1 << 64), dtype=np.uint64))
-            self.prefix = np.concatenate((np.zeros(1, dtype=np.uint64), np.cumsum(x * powers, dtype=np.uint64)))
+            np.cumsum(values.astype(np.uint64) * powers, dtype=np.uint64, out=self.prefix[1:])
 
     def windows(self, length: int) -> np.ndarray:
         count = len(self.prefix) - length
@@ -32,6 +56,43 @@ class WindowHashes:
             return np.zeros(0, dtype=np.uint64)
         with np.errstate(over="ignore"):
             return (self.prefix[length:] - self.prefix[:count]) * self.inverse[:count]
+
+    def spans(self, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """The hash of values[starts[k]:ends[k]] for every k, each span non-empty."""
+        with np.errstate(over="ignore"):
+            return (self.prefix[ends] - self.prefix[starts]) * self.inverse[starts]
+
+
+def token_hashes(data: bytes, longest: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(starts, ends, hashes) of the tokens of `data`, its maximal runs of bytes other than the space, each hashed
+    on its first `longest` bytes rounded up to a multiple of 8 (a longer token can be no word of a vocabulary
+    whose longest word has `longest` bytes, so the bytes past them need not be read).
+
+    A token is read 8 bytes at a time, as little-endian words from an unaligned view of the bytes, the last one
+    masked to the token's end: one gather for every token, then one for each token longer than 8 bytes (a fifth
+    of English words), 16 and so on. The hash chains its words by multiply and xor; the work is a few passes
+    per token, not per byte."""
+    padded = b"".join((b" ", data, b" " * 8))  # a space before and after: every token has two edges; 8 to read
+    inside = np.frombuffer(padded, dtype=np.uint8) != 32
+    # int32 positions where they fit (any batch of BATCH_CHARS) halve what every later pass reads and writes.
+    edges = np.flatnonzero(inside[1:] != inside[:-1]).astype(np.int32 if len(padded) < 1 << 31 else np.int64)
+    edges = edges.reshape(-1, 2)
+    starts, ends = edges[:, 0], edges[:, 1]
+    lengths = ends - starts
+    view = np.ndarray((len(data) + 1,), dtype="<u8", buffer=padded, offset=1, strides=(1,))  # view[i]: data[i:i+8]
+    hashes = view[starts]
+    hashes &= _LOW_BYTES[np.minimum(lengths, 8)]
+    longer = np.flatnonzero(lengths > 8)
+    with np.errstate(over="ignore"):
+        for skip in range(8, longest, 8):
+            longer = longer[lengths[longer] > skip]
+            if not len(longer):
+                break
+            words = view[starts[longer] + skip] & _LOW_BYTES[np.minimum(lengths[longer] - skip, 8)]
+            hashes[longer] = hashes[longer] * _MIX ^ words
+        hashes ^= hashes >> np.uint64(29)
+        hashes *= _MIX
+    return starts, ends, hashes
 
 
 def row_hashes(rows: np.ndarray) -> np.ndarray:

@@ -6,9 +6,10 @@ its words, when it has at least `min_words` of them (shorter ones are not checke
 everywhere). The score is the fraction of an item's parts found in the corpus; an item is contaminated when
 the score reaches `threshold` (default: any part found).
 
-The scan cuts a whole batch into words in a few C passes (normalize.spaced_words), turns them into ids with one
-dictionary lookup each, and hashes every window of ids with numpy (one pass per n-gram length); only windows
-whose hash is an n-gram's are compared id for id.
+The scan cuts a whole batch into words in a few C passes (normalize.spaced_words) and hashes every word and
+every window of words with numpy (fingerprints.token_hashes, WindowHashes), with no Python object per word. One
+table finds the windows of the shortest n-gram length whose hash is the start of an n-gram; only those whose
+whole hash is that n-gram's are compared word for word.
 """
 
 from __future__ import annotations
@@ -17,19 +18,13 @@ import bisect
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import repeat
 
 import numpy as np
 
 from lmaudit.contamination.corpus import Batch
-from lmaudit.contamination.fingerprints import FilteredTable, WindowHashes, row_hashes
+from lmaudit.contamination.fingerprints import FilteredTable, WindowHashes, row_hashes, token_hashes
 from lmaudit.contamination.items import EvalItem
-from lmaudit.contamination.normalize import (
-    SEPARATOR,
-    spaced_words,
-    word_spans,
-    words,
-)
+from lmaudit.contamination.normalize import spaced_words, word_spans, words
 from lmaudit.contamination.results import Hit
 from lmaudit.core.errors import ConfigError
 
@@ -48,12 +43,18 @@ def _grams(tokens: Sequence[str], size: int) -> zip:
     return zip(*(tokens[k:] for k in range(size)))
 
 
-class _GramTable:
-    """The distinct n-grams of one length as rows of word ids, found in text by their window hashes."""
+class _Grams:
+    """The distinct n-grams of at most n words as rows of word ids (zero-padded to n), found in text by the hash of
+    their first `prefix` words (the shortest n-gram's length), then checked by the hash of all their words."""
 
-    def __init__(self, rows: list[tuple[int, ...]], owners: list[list[tuple[int, int]]]):
-        self.rows = np.asarray(rows, dtype=np.int32)
-        self.table = FilteredTable(row_hashes(self.rows), np.arange(len(rows)))
+    def __init__(self, rows: list[tuple[int, ...]], owners: list[list[tuple[int, int]]], word_hashes: np.ndarray,
+                 n: int):
+        self.sizes = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+        self.prefix = int(self.sizes.min(initial=n))
+        self.rows = np.array([row + (0,) * (n - len(row)) for row in rows], dtype=np.int32).reshape(-1, n)
+        hashes = word_hashes[self.rows]  # id 0, the padding, hashes to 0: it adds nothing to a row's hash
+        self.table = FilteredTable(row_hashes(hashes[:, :self.prefix]), np.arange(len(rows)))
+        self.hashes = row_hashes(hashes)
         counts = [len(o) for o in owners]
         self.owner_start = np.concatenate(([0], np.cumsum(counts))).tolist()
         self.owner_item = [item for o in owners for item, _ in o]
@@ -95,12 +96,14 @@ class NgramIndex:
                 owners.setdefault(gram, []).append((item_index, part_index))
                 for word in gram:
                     self.vocab.setdefault(word, len(self.vocab) + 1)
-        by_size: dict[int, list[Gram]] = {}
-        for gram in owners:
-            by_size.setdefault(len(gram), []).append(gram)
+        # The hash of each word as the scan computes it from text, by id; id 0 (no word, the padding) hashes to 0.
+        word_hashes = np.zeros(len(self.vocab) + 1, dtype=np.uint64)
+        spaced = [word.encode("utf-8") for word in self.vocab]
+        self.longest = max(map(len, spaced), default=0)
+        word_hashes[1:] = token_hashes(b" ".join(spaced), self.longest)[2]
         self._byte_vocab: dict[bytes, int] | None = None
-        self.tables = {size: _GramTable([tuple(self.vocab[w] for w in g) for g in grams], [owners[g] for g in grams])
-                       for size, grams in sorted(by_size.items())}
+        self.grams = _Grams([tuple(self.vocab[w] for w in g) for g in owners], list(owners.values()), word_hashes,
+                             params.n)
 
     def __getstate__(self) -> dict:
         # Workers scan with the tables and the vocabulary; the n-grams as tuples of words are slow to unpickle.
@@ -119,29 +122,35 @@ class NgramIndex:
         return bool(found) and score >= self.params.threshold, score
 
     def _word_ids(self) -> dict[bytes, int]:
-        """The vocabulary keyed by UTF-8, as spaced_words gives words, and the separator between texts as -1."""
+        """The vocabulary keyed by UTF-8, as spaced_words gives words."""
         if self._byte_vocab is None:
             self._byte_vocab = {word.encode("utf-8"): i for word, i in self.vocab.items()}
-            self._byte_vocab[SEPARATOR] = -1
         return self._byte_vocab
 
     def scan(self, batch: Batch) -> list[Hit]:
-        tokens = spaced_words(batch.utf8()[0]).split()
-        ids = np.fromiter(map(self._word_ids().get, tokens, repeat(0, len(tokens))), dtype=np.int64,
-                          count=len(tokens))
-        separators = np.flatnonzero(ids < 0)
-        ids[separators] = 0  # no n-gram holds id 0, so none spans two documents
-        starts = [0, *(separators + 1).tolist()]
-        hashes = WindowHashes(ids)
+        spaced = spaced_words(batch.utf8()[0])
+        starts, ends, word_hashes = token_hashes(spaced, self.longest)
+        hashes = WindowHashes(word_hashes)
+        grams = self.grams
+        positions, rows = grams.table.find(hashes.windows(grams.prefix))
+        sizes = grams.sizes[rows]
+        whole = positions + sizes <= len(word_hashes)
+        positions, rows, sizes = positions[whole], rows[whole], sizes[whole]
+        same = hashes.spans(positions, positions + sizes) == grams.hashes[rows]
+        if not same.any():
+            return []
+        separators = np.flatnonzero(np.frombuffer(spaced, dtype=np.uint8)[starts] == 0)  # the b"\x00" tokens
+        doc_starts = [0, *(separators + 1).tolist()]
+        word_ids = self._word_ids()
         hits = []
-        for size, gram_table in self.tables.items():
-            positions, rows = gram_table.table.find(hashes.windows(size))
-            for position, row in zip(positions.tolist(), rows.tolist()):
-                if not np.array_equal(ids[position:position + size], gram_table.rows[row]):
-                    continue  # a fingerprint collision
-                doc = bisect.bisect_right(starts, position) - 1
-                for k in range(gram_table.owner_start[row], gram_table.owner_start[row + 1]):
-                    hits.append(Hit(gram_table.owner_item[k], gram_table.owner_part[k], doc, position - starts[doc]))
+        for position, row, size in zip(positions[same].tolist(), rows[same].tolist(), sizes[same].tolist()):
+            found = [word_ids.get(spaced[b:e], 0) for b, e in zip(starts[position:position + size].tolist(),
+                                                                  ends[position:position + size].tolist())]
+            if found != grams.rows[row, :size].tolist():
+                continue  # a fingerprint collision
+            doc = bisect.bisect_right(doc_starts, position) - 1
+            for k in range(grams.owner_start[row], grams.owner_start[row + 1]):
+                hits.append(Hit(grams.owner_item[k], grams.owner_part[k], doc, position - doc_starts[doc]))
         return hits
 
     def locate(self, text: str, hit: Hit) -> tuple[int, str]:
