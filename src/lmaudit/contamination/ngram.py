@@ -24,7 +24,7 @@ import numpy as np
 from lmaudit.contamination.corpus import Batch
 from lmaudit.contamination.fingerprints import FilteredTable, WindowHashes, row_hashes, token_hashes
 from lmaudit.contamination.items import EvalItem
-from lmaudit.contamination.normalize import spaced_words, word_spans, words
+from lmaudit.contamination.normalize import SEPARATOR, spaced_words, word_spans, words
 from lmaudit.contamination.results import Hit
 from lmaudit.core.errors import ConfigError
 
@@ -139,7 +139,7 @@ class NgramIndex:
         same = hashes.spans(positions, positions + sizes) == grams.hashes[rows]
         if not same.any():
             return []
-        separators = np.flatnonzero(np.frombuffer(spaced, dtype=np.uint8)[starts] == 0)  # the b"\x00" tokens
+        separators = np.flatnonzero(np.frombuffer(spaced, dtype=np.uint8)[starts] == SEPARATOR[0])
         doc_starts = [0, *(separators + 1).tolist()]
         word_ids = self._word_ids()
         hits = []

@@ -285,7 +285,8 @@ class HFModel:
         return max(1, min(len(units) - start, self._token_budget // max(1, longest)))
 
     def _packed_len(self, units: list[_Unit], start: int, prefix_len: int) -> int:
-        """Suffixes per packed row: up to the token budget, and prefix scores (tokens x heads x prefix) <= 256 MB."""
+        """Suffixes per packed row: up to the token budget, and tokens x heads x prefix <= 2**26, so that the masked
+        attention used off the CPU keeps its scores against the prefix within 256 MB if it materialises them."""
         if self._token_budget is None:
             return int(self.batch_size)
         heads = getattr(self.module.config, "num_attention_heads", 32)
