@@ -153,11 +153,23 @@ def test_packed_suffixes_match_full_forward_without_padding(smollm2):
     inputs = {tuple((c + k)[:-1]) for c, k in (small.encode_pair(r.context, r.continuation) for r in requests)}
     assert small.stats["decoder_tokens"] < sum(len(i) for i in inputs)  # the prefixes ran once per group
     assert small.stats["forward_calls"] > 2 + 2  # two prefixes and more than one packed row per group
+    assert small.stats["attention_pairs"] < sum(len(i) * (len(i) + 1) // 2 for i in inputs)
     for request, result in zip(requests, results):
         context_ids, continuation_ids = small.encode_pair(request.context, request.continuation)
         expected, greedy = naive_loglikelihood(smollm2, context_ids, continuation_ids)
         assert result.logprob == pytest.approx(expected, abs=1e-4)
         assert result.is_greedy == greedy and result.n_tokens == len(continuation_ids)
+
+
+def test_attention_pairs_of_one_input_are_its_causal_pairs(smollm2):
+    """The benchmarks' attention count: one input alone, whether split into prefix and suffix or not, computes
+    exactly the L (L + 1) / 2 pairs of causal attention over its L tokens."""
+    for context in ["Short question?", " ".join(["A context long enough to cache a prefix."] * 8)]:
+        model = HFModel(smollm2.module, smollm2.tokenizer, fingerprint="x", name="x")
+        model.loglikelihood([LoglikelihoodRequest(context, " an answer of several tokens")])
+        context_ids, continuation_ids = model.encode_pair(context, " an answer of several tokens")
+        length = len(context_ids) + len(continuation_ids) - 1
+        assert model.stats["attention_pairs"] == length * (length + 1) // 2
 
 
 def test_packed_and_padded_paths_agree(smollm2, monkeypatch):

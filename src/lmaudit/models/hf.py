@@ -77,6 +77,11 @@ class _Group:
     units: list[_Unit]
 
 
+def _causal_pairs(length: int) -> int:
+    """(query, key) pairs of causal attention within `length` tokens."""
+    return length * (length + 1) // 2
+
+
 def _common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
     n = min(len(a), len(b))
     for i in range(n):
@@ -134,8 +139,9 @@ class HFModel:
         self._head = model.get_output_embeddings()
         self._softcap = getattr(model.config, "final_logit_softcapping", None)
         self._logit_scale = getattr(model.config, "logit_scale", None)
-        # Counters the benchmarks read: tokens run through the decoder, positions run through the head.
-        self.stats = {"decoder_tokens": 0, "head_positions": 0, "forward_calls": 0}
+        # Counters the benchmarks read: tokens run through the decoder, positions run through the head, and the
+        # (query, key) pairs the log-likelihood path's attention computes per layer and head.
+        self.stats = {"decoder_tokens": 0, "head_positions": 0, "forward_calls": 0, "attention_pairs": 0}
 
     # -- contract ---------------------------------------------------------------------------------
     def fingerprint(self) -> str:
@@ -265,6 +271,7 @@ class HFModel:
             prefix_cache = self._decoder(input_ids=prefix, use_cache=True).past_key_values
             self.stats["decoder_tokens"] += prefix_len
             self.stats["forward_calls"] += 1
+            self.stats["attention_pairs"] += _causal_pairs(prefix_len)
         units = sorted(group.units, key=lambda u: len(u.tokens), reverse=True)
         packed = prefix_len > 0 and supports_shared_prefix(self.module.config)
         layers = prefix_layers(prefix_cache) if packed else None
@@ -309,6 +316,7 @@ class HFModel:
                                    packing=packing).last_hidden_state[0]
         self.stats["decoder_tokens"] += ids.shape[1]
         self.stats["forward_calls"] += 1
+        self.stats["attention_pairs"] += sum(n * prefix_len + _causal_pairs(n) for n in lengths)
         self._read(units, hidden, lambda row, col: packing.starts[row] + col, prefix_len, results)
 
     def _score_batch(self, units: list[_Unit], prefix_len: int, prefix_cache: Any, results: list) -> None:
@@ -323,6 +331,7 @@ class HFModel:
         hidden = self._decoder(**kwargs).last_hidden_state
         self.stats["decoder_tokens"] += sum(len(s) for s in suffixes)
         self.stats["forward_calls"] += 1
+        self.stats["attention_pairs"] += len(suffixes) * (width * prefix_len + _causal_pairs(width))  # pads too
         self._read(units, hidden.reshape(-1, hidden.shape[-1]), lambda row, col: row * width + col, prefix_len,
                    results)
 
