@@ -157,8 +157,8 @@ class FingerprintTable:
 class FilteredTable(FingerprintTable):
     """A FingerprintTable behind a bit per slot of the fingerprints' top bits, sized to the keys (about 3% of
     slots set, 8 KiB to 2 MiB). One gather sets most non-keys apart: the scans look up several times as many
-    windows as ever match. Bits rather than the bytes of before: MMLU's 357k n-gram keys took a 16 MiB filter,
-    whose random reads missed the caches; its 2 MiB of bits answer the same windows about twice as fast."""
+    windows as ever match. A bit, not a byte, per slot keeps the filter in cache: MMLU's 357k n-gram keys need
+    2 MiB of bits, where bytes took 16 MiB whose random reads missed the caches."""
 
     def _fill_bitmap(self) -> None:
         super()._fill_bitmap()
