@@ -79,3 +79,49 @@ def test_the_gate_and_up_projections_share_one_input_factor(tiny):
     groups = batch.input_groups
     assert groups["model.layers.0.mlp.up_proj"] == "model.layers.0.mlp.gate_proj"
     assert groups["model.layers.0.mlp.down_proj"] == "model.layers.0.mlp.down_proj"
+
+
+def test_a_tracked_tied_head_gets_its_own_gradient(tmp_path):
+    """A tracked output head runs once over all positions, in the graph (not one sequence at a time): its gradient
+    is sum_t (softmax_t - onehot_t) h_t^T over its own use (the tied embedding's use is another layer's), and the
+    other layers' gradients are plain autograd's."""
+    import torch
+
+    from lmaudit.models import load_model
+
+    model = load_model(f"hf:{_tiny_hf(tmp_path / 'tied', 'llama')}", dtype="float64")
+    layers = select_layers(model.module, ["lm_head", "layers.1.mlp.down_proj"], include_tied=True)
+    rows = [(0, 3, 5, 7, 1, 2), (0, 4, 4, 9)]
+    batch = batch_gradients(model, layers, rows, fit=None, data=True)
+    head, down = (sequence_grads(batch.data_grads[name], batch.inputs[name]).numpy()
+                  for name in ("lm_head", "model.layers.1.mlp.down_proj"))
+    reference = per_sequence_gradients(model, [layer for layer in layers if layer.name != "lm_head"], rows)
+    for row, tokens in enumerate(rows):
+        np.testing.assert_allclose(down[row], reference[row][0].numpy(), rtol=1e-10, atol=1e-13)
+        with torch.no_grad():
+            hidden = model.hidden_states(torch.tensor([tokens]))[0, :-1]
+            grad = torch.softmax(model.logits(hidden), dim=-1)
+            grad[torch.arange(len(tokens) - 1), torch.tensor(tokens[1:])] -= 1.0
+        np.testing.assert_allclose(head[row], (grad.T @ hidden).numpy(), rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("seeds", [None, (11, 12, 13)])
+def test_head_losses_one_sequence_at_a_time_equal_the_whole_logits_path(tiny64, seeds):
+    """Values, sampled labels and gradients with respect to the hidden states, including a sequence with no
+    scored position."""
+    import torch
+
+    from lmaudit.influence.gradients import _plain_losses, position_losses
+
+    torch.manual_seed(0)
+    counts = [5, 0, 3]
+    hidden = torch.randn(sum(counts), tiny64.module.config.hidden_size, dtype=torch.float64, requires_grad=True)
+    targets = torch.randint(0, 16, (sum(counts),))
+    ours = position_losses(tiny64.logits, hidden, targets, counts, seeds)
+    whole = _plain_losses(tiny64.logits(hidden), targets, counts, seeds)
+    assert ours.shape == whole.shape == (1 if seeds is None else 2, sum(counts))
+    np.testing.assert_allclose(ours.detach().numpy(), whole.detach().numpy(), rtol=1e-12)
+    weights = torch.randn(ours.shape, dtype=torch.float64)
+    (mine,) = torch.autograd.grad((ours * weights).sum(), hidden)
+    (plain,) = torch.autograd.grad((whole * weights).sum(), hidden)
+    np.testing.assert_allclose(mine.numpy(), plain.numpy(), rtol=1e-10, atol=1e-13)

@@ -36,9 +36,10 @@ from lmaudit.influence.factors import (
     FactorSettings,
     Sums,
     build_factors,
+    cast_bases,
     kronecker_bases,
 )
-from lmaudit.influence.gradients import batch_gradients
+from lmaudit.influence.gradients import batch_gradients, gradient_dtype
 from lmaudit.influence.modules import TrackedLayer
 from lmaudit.influence.scoring import QueryGradients, query_gradients
 
@@ -160,7 +161,7 @@ class InfluenceEstimator:
                             self.groups).check(self.log)
             payload = None
             if stage == "lambda":
-                payload = {name: (b[0], b[2]) for name, b in bases.items()}
+                payload = cast_bases({name: (b[0], b[2]) for name, b in bases.items()}, gradient_dtype(self.model))
             started = time.perf_counter()
             sums[stage] = run_stage(executor, stage, chunks, payload, checkpoint=folder / f"{stage}.safetensors",
                                     identity=self._identity(stage, digest), progress=self.progress,

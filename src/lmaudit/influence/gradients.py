@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import cache
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,11 +43,25 @@ class BatchGradients:
         return sum(self.lengths)
 
 
+def gradient_dtype(model: Any) -> Any:
+    """The precision of the kept inputs and gradients: float64 for a float64 model, float32 otherwise."""
+    import torch
+
+    return torch.float64 if next(model.module.parameters()).dtype == torch.float64 else torch.float32
+
+
 def sequence_grads(grads: Any, inputs: Any) -> Any:
     """Per-sequence weight gradients sum_t g_t a_t^T: (B, out, in_dim) from (B, T, out) and (B, T, in_dim)."""
     import torch
 
     return torch.bmm(grads.transpose(1, 2), inputs)
+
+
+def tracks_output_head(module: Any, layers: Sequence[TrackedLayer]) -> bool:
+    """Whether the model's output head (a tied one, asked for) is among the tracked layers."""
+    head = module.get_output_embeddings()
+    named = dict(module.named_modules())
+    return any(named.get(layer.name) is head for layer in layers)
 
 
 def length_batches(lengths: Sequence[int], batch_size: int, padding: float = 0.25) -> list[list[int]]:
@@ -154,21 +169,24 @@ def batch_gradients(model: Any, layers: Sequence[TrackedLayer], rows: Sequence[S
     row_of = torch.arange(len(rows), device=device)[:, None].expand_as(scored)[scored]
 
     module = model.module
+    counts = scored.sum(dim=1).tolist()
+    dtype = gradient_dtype(model)
     with grads_only_for(module), torch.enable_grad(), _Recorder(module, layers) as recorder:
-        logits = model.forward(ids, positions=at)
-        dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
-        logits = logits.to(dtype)
+        if tracks_output_head(module, layers):  # its hooks must see every position in one call, in the graph
+            losses = _plain_losses(model.forward(ids)[at].to(dtype), targets, counts,
+                                   seeds if fit == "true" else None)
+        else:
+            hidden = model.hidden_states(ids, positions=at)
+            losses = position_losses(model.logits, hidden, targets, counts, seeds if fit == "true" else None,
+                                     (data or fit == "empirical", fit == "true"))
         outputs = [recorder.outputs[layer.name] for layer in layers]
         missing = [layer.name for layer in layers if layer.name not in recorder.outputs]
         if missing:
             raise ConfigError(f"layers {', '.join(missing)} did not run in the model's forward pass")
-        data_nll = F.cross_entropy(logits, targets, reduction="none")
+        data_nll = losses[0]
         fit_grads = data_grads = None
         if fit == "true":
-            per_row = torch.log_softmax(logits.detach(), dim=-1).split(scored.sum(dim=1).tolist())
-            labels = torch.cat(sample_labels(per_row, seeds))
-            fit_loss = F.cross_entropy(logits, labels, reduction="sum")
-            fit_grads = torch.autograd.grad(fit_loss, outputs, retain_graph=data)
+            fit_grads = torch.autograd.grad(losses[1].sum(), outputs, retain_graph=data)
         if data or fit == "empirical":
             data_grads = torch.autograd.grad(data_nll.sum(), outputs)
             if fit == "empirical":
@@ -201,6 +219,92 @@ def batch_gradients(model: Any, layers: Sequence[TrackedLayer], rows: Sequence[S
     losses = torch.zeros(len(rows), dtype=torch.float64, device=device)
     losses.index_add_(0, row_of, data_nll.detach().double())
     return BatchGradients(lengths, inputs, fitted, kept, groups, losses.cpu())
+
+
+def _plain_losses(logits: Any, targets: Any, counts: Sequence[int], seeds: Sequence[int] | None) -> Any:
+    """(1 or 2, positions) token losses from whole logits: the data's labels, then sampled ones with `seeds`."""
+    import torch
+    import torch.nn.functional as F
+
+    losses = [F.cross_entropy(logits, targets, reduction="none")]
+    if seeds is not None:
+        per_row = torch.log_softmax(logits.detach(), dim=-1).split(list(counts))
+        losses.append(F.cross_entropy(logits, torch.cat(sample_labels(per_row, seeds)), reduction="none"))
+    return torch.stack(losses)
+
+
+def position_losses(head: Any, hidden: Any, targets: Any, counts: Sequence[int], seeds: Sequence[int] | None,
+                    wanted: tuple[bool, bool] = (True, True)) -> Any:
+    """Token losses (1 or 2, positions), differentiable with respect to `hidden` (positions, width): row 0 for the
+    data's labels, row 1 (with `seeds`) for labels sampled from the model, one seeded generator per sequence.
+
+    The same values as `_plain_losses(head(hidden), ...)`, but the head runs over one sequence's positions at a
+    time: a batch's logits over a large vocabulary (8 x 128 positions x 49,152 words: 200 MB) are never whole,
+    and each sequence's buffers are the size of the one before. Since each loss is a sum of per-position terms
+    and every caller differentiates it right away, the gradient of each term with respect to its own hidden
+    state (the softmax minus the one-hot label, back through the head) is computed in the same pass, while the
+    softmax is at hand: the backward pass only scales those saved gradients. `wanted[k]`: row k is
+    differentiated (a row that is not still has its values)."""
+    return _position_losses_function().apply(hidden, head, targets, tuple(counts),
+                                             None if seeds is None else tuple(seeds), tuple(wanted))
+
+
+@cache
+def _position_losses_function() -> Any:
+    import torch
+
+    class PositionLosses(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, hidden: Any, head: Any, targets: Any, counts: tuple, seeds: tuple | None,
+                    wanted: tuple) -> Any:
+            rows = 1 if seeds is None else 2
+            width = hidden.shape[-1]
+            saved = [hidden.new_zeros(len(targets), width) if wanted[k] else None for k in range(rows)]
+            losses: Any = None
+            start = 0
+            for index, count in enumerate(counts):
+                if count == 0:
+                    continue
+                end = start + count
+                with torch.enable_grad():
+                    state = hidden[start:end].detach().requires_grad_()
+                    logits = head(state)
+                dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
+                if losses is None:
+                    losses = torch.zeros(rows, len(targets), dtype=dtype, device=hidden.device)
+                logprobs = torch.log_softmax(logits.detach().to(dtype), dim=-1)
+                labels = [targets[start:end]]
+                if seeds is not None:
+                    labels += sample_labels([logprobs], [seeds[index]])
+                at = torch.arange(count, device=hidden.device)
+                for k, label in enumerate(labels):
+                    losses[k, start:end] = -logprobs[at, label]
+                differentiated = [k for k in range(rows) if wanted[k]]
+                if differentiated:
+                    softmax = logprobs.exp_()
+                    for k in differentiated:
+                        last = k == differentiated[-1]
+                        grad = softmax if last else softmax.clone()
+                        grad[at, labels[k]] -= 1.0
+                        saved[k][start:end] = torch.autograd.grad(logits, state, grad.to(logits.dtype),
+                                                                  retain_graph=not last)[0]
+                start = end
+            if losses is None:
+                losses = torch.zeros(rows, 0, dtype=torch.float32, device=hidden.device)
+            ctx.saved = saved
+            return losses
+
+        @staticmethod
+        def backward(ctx: Any, grad: Any) -> tuple:
+            total = None
+            for k, per_position in enumerate(ctx.saved):
+                if per_position is None:
+                    continue
+                term = grad[k].to(per_position.dtype)[:, None] * per_position
+                total = term if total is None else total + term
+            return total, None, None, None, None, None
+
+    return PositionLosses
 
 
 def sample_labels(logprobs: Sequence[Any], seeds: Sequence[int] | None) -> list[Any]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lmaudit.core.errors import ConfigError
+from lmaudit.influence.gradients import tracks_output_head
 from lmaudit.influence.modules import TrackedLayer
 
 FLOAT32, FLOAT64 = 4, 8
@@ -83,16 +84,19 @@ def _config(model: Any, name: str, default: int) -> int:
     return int(value) if isinstance(value, int) and value > 0 else default
 
 
-def activation_bytes(model: Any, batch_size: int, width: int) -> int:
-    """A forward and backward pass of one batch: logits, their log-softmax and gradient, and per layer the
-    hidden states autograd keeps (about 12 hidden-sized and 3 MLP-sized vectors per token, plus attention)."""
+def activation_bytes(model: Any, batch_size: int, width: int, whole_logits: bool = False) -> int:
+    """A forward and backward pass of one batch: per layer the hidden states autograd keeps (about 12
+    hidden-sized and 3 MLP-sized vectors per token, plus attention), and logits, their log-softmax and gradient
+    for one sequence at a time (gradients.position_losses), or for the whole batch when the output head is
+    tracked (`whole_logits`)."""
     hidden = _config(model, "hidden_size", 1024)
     layers = _config(model, "num_hidden_layers", 24)
     mlp = _config(model, "intermediate_size", 4 * hidden)
     heads = _config(model, "num_attention_heads", 16)
     vocab = _config(model, "vocab_size", 50000)
-    per_token = 3 * vocab + layers * (12 * hidden + 3 * mlp + heads * width)
-    return batch_size * width * per_token * FLOAT32
+    per_token = layers * (12 * hidden + 3 * mlp + heads * width)
+    head_positions = (batch_size if whole_logits else 1) * width
+    return (batch_size * width * per_token + 3 * vocab * head_positions) * FLOAT32
 
 
 def _input_dims(layers: Sequence[TrackedLayer], groups: dict[str, str] | None) -> list[int]:
@@ -129,7 +133,7 @@ def fit_plan(model: Any, layers: Sequence[TrackedLayer], strategy: str, stage: s
              groups: dict[str, str] | None = None) -> StagePlan:
     return StagePlan(f"fitting ({stage})", {
         "factors": factor_bytes(layers, strategy, groups),
-        "activations": activation_bytes(model, batch_size, width),
+        "activations": activation_bytes(model, batch_size, width, tracks_output_head(model.module, layers)),
         "batch gradients": batch_bytes(layers, batch_size, width, 1, groups),
     }, available_bytes(model.device))
 
@@ -139,7 +143,7 @@ def score_plan(model: Any, layers: Sequence[TrackedLayer], strategy: str, querie
     return StagePlan("scoring", {
         "factors": factor_bytes(layers, strategy, groups),
         "query gradients": query_bytes(layers, queries, rank),
-        "activations": activation_bytes(model, batch_size, width),
+        "activations": activation_bytes(model, batch_size, width, tracks_output_head(model.module, layers)),
         "batch gradients": batch_bytes(layers, batch_size, width, 1, groups),
         "scores": 2 * sequences * queries * (len(layers) + 1) * FLOAT64,
     }, available_bytes(model.device))

@@ -31,7 +31,13 @@ from tqdm import tqdm
 from lmaudit.core.errors import ConfigError
 from lmaudit.influence.data import EncodedQuery
 from lmaudit.influence.factors import Factors, rotate_batch
-from lmaudit.influence.gradients import BatchGradients, batch_gradients, length_batches, sequence_grads
+from lmaudit.influence.gradients import (
+    BatchGradients,
+    batch_gradients,
+    gradient_dtype,
+    length_batches,
+    sequence_grads,
+)
 from lmaudit.influence.modules import TrackedLayer
 
 
@@ -62,7 +68,7 @@ def query_gradients(model: Any, layers: Sequence[TrackedLayer], queries: Sequenc
 
     if rank is not None and rank < 1:
         raise ConfigError(f"--query-rank must be at least 1, got {rank}")
-    bases = factors.bases() if eigenbasis else None
+    bases = factors.bases(gradient_dtype(model)) if eigenbasis else None
     if eigenbasis and bases is None:
         raise ConfigError(f"strategy {factors.settings.strategy} has no eigenbasis to score in")
     count = len(queries)

@@ -99,7 +99,18 @@ class WhiteBoxModel(Model, Protocol):
                 positions: "torch.Tensor | None" = None) -> "torch.Tensor":
         """Logits of shape (batch, positions, vocabulary); with `positions` (a boolean mask of the ids' shape), the
         selected positions' only, (selected, vocabulary), so that the vocabulary projection runs only where
-        logits are read."""
+        logits are read. The same as `logits(hidden_states(...))`."""
+        ...
+
+    def hidden_states(self, input_ids: "torch.Tensor", attention_mask: "torch.Tensor | None" = None,
+                      positions: "torch.Tensor | None" = None) -> "torch.Tensor":
+        """The decoder's final hidden states (batch, positions, width), or the selected positions' (selected,
+        width): what the output head reads. Keeps autograd."""
+        ...
+
+    def logits(self, hidden: "torch.Tensor") -> "torch.Tensor":
+        """The output head on hidden states of any leading shape (logit scale and soft-capping applied), so that a
+        caller can run the vocabulary projection over a few positions at a time."""
         ...
 
     def token_logprobs(self, requests: Sequence[TokenLogprobsRequest]) -> list[TokenLogprobs]: ...

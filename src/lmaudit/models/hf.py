@@ -213,7 +213,7 @@ class HFModel:
                 for row, index in enumerate(batch):
                     prefix, tokens = encoded[index]
                     positions = slice(len(prefix) - 1, len(prefix) - 1 + len(tokens))
-                    logprobs = torch.log_softmax(self._logits(hidden[row, positions]).float(), dim=-1)
+                    logprobs = torch.log_softmax(self.logits(hidden[row, positions]).float(), dim=-1)
                     chosen = logprobs[torch.arange(len(tokens)), torch.tensor(tokens, device=self.device)]
                     out[index] = TokenLogprobs(tuple(tokens), tuple(chosen.double().cpu().tolist()))
                 self.stats["decoder_tokens"] += ids.numel()
@@ -225,8 +225,20 @@ class HFModel:
                 positions: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (batch, positions, vocabulary) with the model's logit scale and soft-capping; keeps autograd.
         With `positions` (a boolean mask like `input_ids`), only the selected positions': (selected, vocabulary)."""
+        return self.logits(self.hidden_states(input_ids, attention_mask, positions))
+
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                      positions: torch.Tensor | None = None) -> torch.Tensor:
         hidden = self._decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return self._logits(hidden if positions is None else hidden[positions])
+        return hidden if positions is None else hidden[positions]
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits = self._head(hidden)
+        if self._logit_scale:
+            logits = logits * self._logit_scale
+        if self._softcap:
+            logits = torch.tanh(logits / self._softcap) * self._softcap
+        return logits
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True)
@@ -343,7 +355,7 @@ class HFModel:
                 for offset in range(len(read.tokens)):
                     positions.setdefault(locate(row, read.start - prefix_len + offset), len(positions))
         at = torch.tensor(list(positions), device=self.device)
-        logprobs = torch.log_softmax(self._logits(hidden[at]).float(), dim=-1).cpu()
+        logprobs = torch.log_softmax(self.logits(hidden[at]).float(), dim=-1).cpu()
         greedy = logprobs.argmax(dim=-1)
         self.stats["head_positions"] += len(positions)
         for row, unit in enumerate(units):
@@ -356,14 +368,6 @@ class HFModel:
                     is_greedy=bool((greedy[idx] == target).all()),
                     n_tokens=len(read.tokens),
                 )
-
-    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        logits = self._head(hidden)
-        if self._logit_scale:
-            logits = logits * self._logit_scale
-        if self._softcap:
-            logits = torch.tanh(logits / self._softcap) * self._softcap
-        return logits
 
     # -- generation -------------------------------------------------------------------------------
     def chat_prompt(self, messages: Sequence[Message]) -> str:
