@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from functools import cache
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from lmaudit.core.errors import ConfigError
@@ -60,8 +60,7 @@ def sequence_grads(grads: Any, inputs: Any) -> Any:
 def tracks_output_head(module: Any, layers: Sequence[TrackedLayer]) -> bool:
     """Whether the model's output head (a tied one, asked for) is among the tracked layers."""
     head = module.get_output_embeddings()
-    named = dict(module.named_modules())
-    return any(named.get(layer.name) is head for layer in layers)
+    return any(module.get_submodule(layer.name) is head for layer in layers)
 
 
 def length_batches(lengths: Sequence[int], batch_size: int, padding: float = 0.25) -> list[list[int]]:
@@ -258,9 +257,10 @@ def _position_losses_function() -> Any:
         def forward(ctx: Any, hidden: Any, head: Any, targets: Any, counts: tuple, seeds: tuple | None,
                     wanted: tuple) -> Any:
             rows = 1 if seeds is None else 2
-            width = hidden.shape[-1]
-            saved = [hidden.new_zeros(len(targets), width) if wanted[k] else None for k in range(rows)]
-            losses: Any = None
+            dtype = torch.float64 if hidden.dtype == torch.float64 else torch.float32  # gradient_dtype's rule
+            losses = torch.zeros(rows, len(targets), dtype=dtype, device=hidden.device)
+            saved = [hidden.new_zeros(len(targets), hidden.shape[-1]) if wanted[k] else None for k in range(rows)]
+            differentiated = [k for k in range(rows) if wanted[k]]
             start = 0
             for index, count in enumerate(counts):
                 if count == 0:
@@ -269,9 +269,6 @@ def _position_losses_function() -> Any:
                 with torch.enable_grad():
                     state = hidden[start:end].detach().requires_grad_()
                     logits = head(state)
-                dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
-                if losses is None:
-                    losses = torch.zeros(rows, len(targets), dtype=dtype, device=hidden.device)
                 logprobs = torch.log_softmax(logits.detach().to(dtype), dim=-1)
                 labels = [targets[start:end]]
                 if seeds is not None:
@@ -279,7 +276,6 @@ def _position_losses_function() -> Any:
                 at = torch.arange(count, device=hidden.device)
                 for k, label in enumerate(labels):
                     losses[k, start:end] = -logprobs[at, label]
-                differentiated = [k for k in range(rows) if wanted[k]]
                 if differentiated:
                     softmax = logprobs.exp_()
                     for k in differentiated:
@@ -289,8 +285,6 @@ def _position_losses_function() -> Any:
                         saved[k][start:end] = torch.autograd.grad(logits, state, grad.to(logits.dtype),
                                                                   retain_graph=not last)[0]
                 start = end
-            if losses is None:
-                losses = torch.zeros(rows, 0, dtype=torch.float32, device=hidden.device)
             ctx.saved = saved
             return losses
 
