@@ -59,10 +59,10 @@ def test_bootstrap_draws_do_not_depend_on_threads_and_match_the_curvature():
     d = rng.normal(np.where(is_ai, 2.0, -2.0), 1.0)
     owners = np.arange(d.size)
     numba.set_num_threads(1)
-    one = bootstrap_target(d, owners, 42, 200, 0.2, False)
+    one = bootstrap_target(d, np.zeros(d.size), owners, 42, 200, 0.2, False, False)
     numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
-    assert np.array_equal(one, bootstrap_target(d, owners, 42, 200, 0.2, False))
-    assert not np.array_equal(one, bootstrap_target(d, owners, 43, 200, 0.2, False))
+    assert np.array_equal(one, bootstrap_target(d, np.zeros(d.size), owners, 42, 200, 0.2, False, False))
+    assert not np.array_equal(one, bootstrap_target(d, np.zeros(d.size), owners, 43, 200, 0.2, False, False))
     alpha = solve_weighted(d, np.ones(d.size), 0.5, False)
     step = 1e-4
     curvature = -(log_likelihoods(d, np.ones(d.size), np.array([alpha - step, alpha, alpha + step])) @ [1, -2, 1])
@@ -131,7 +131,7 @@ def test_an_empty_vocabulary_is_one_clear_error():
         MixtureProblem(empty, empty, empty)
 
 
-def test_joint_bootstrap_removes_the_reference_bias_the_target_only_method_keeps():
+def test_the_corrected_score_removes_the_reference_bias_the_target_only_method_keeps():
     """The issue's hard setting (10k + 10k references, 5,000 target sentences), a few repetitions per share:
     the anchor's midpoint is about two points high, ours is within half a point (the full 200-repetition
     figure, with coverage, is in bench/llmuse.py)."""
@@ -149,15 +149,13 @@ def test_joint_bootstrap_removes_the_reference_bias_the_target_only_method_keeps
     problem = MixtureProblem(*(from_rows(sample_sentences(rng, pr, 10_000)) for pr in (model.p, model.q)),
                              from_rows(sample_mixture(rng, model, 5000, 0.1)))
     found = estimate(problem, resamples=200, seed=3)
-    assert found.bias > 0
+    assert found.bias > 0.005  # the plug-in MLE is high by the references' noise (about 2 points here)
     z95 = NormalDist().inv_cdf(0.975)  # far from 0, the bounded interval is the two-sided normal one
     assert found.ci.low == pytest.approx(found.alpha - z95 * found.stderr)
     assert found.ci.high == pytest.approx(found.alpha + z95 * found.stderr)
     # the references add uncertainty to the target's own (fixed-composition) part
     target_part = (found.stderr_target_only**2 - found.alpha * (1 - found.alpha) / found.n_target) ** 0.5
     assert found.stderr > target_part and 0.1 < found.reference_share < 0.9
-    # what is neither target nor references is the bias's Monte Carlo error: small
-    assert 0 < 1 - target_part**2 / found.stderr**2 - found.reference_share < 0.02
 
 
 def test_a_corpus_told_apart_exactly_has_its_share_known_to_the_sentence():
@@ -174,7 +172,9 @@ def test_a_corpus_told_apart_exactly_has_its_share_known_to_the_sentence():
     found = estimate(MixtureProblem(sentences(1000, 0), sentences(1000, 10), target), resamples=200, seed=0)
     assert found.mle == pytest.approx(0.1, abs=1e-6) and found.ci.covers(0.1)
     assert found.stderr_target_only == pytest.approx((0.1 * 0.9 / 1000) ** 0.5, rel=0.25)
-    assert found.ci.width < 0.15 * found.ci_target_only.width
+    # what is left of the interval is the Monte Carlo noise of the target's 200-resample variance (about 10% of
+    # it), from which the binomial term was taken
+    assert found.ci.width < 0.5 * found.ci_target_only.width
 
 
 def test_the_vocabulary_is_chosen_in_the_data_and_again_in_every_resample():

@@ -7,10 +7,10 @@
 
     excess_vocabulary(reference_docs, target_docs)    # Kobak et al.: lower bound, no AI corpus needed
 
-Two estimators: the mixture MLE of Liang et al. (exact 1-D solve, joint bootstrap over the references and the
-target, bootstrap bias correction, profile-likelihood interval; `mle`, `kernels`), and excess vocabulary
-(`excess`). Corpus-scale counting runs through the contamination package's corpus readers, locally or on Ray
-(`counting`). The anchor's target-only loop is in `anchor`, for comparison.
+Two estimators: the mixture MLE of Liang et al. (exact 1-D solve, a corrected score for the references' noise,
+joint bootstrap over the references and the target, profile-likelihood interval; `mle`, `kernels`), and excess
+vocabulary (`excess`). Corpus-scale counting runs through the contamination package's corpus readers, locally or
+on Ray (`counting`). The anchor's target-only loop is in `anchor`, for comparison.
 """
 
 from lmaudit.llmuse.anchor import AnchorEstimate, anchor_bootstrap, anchor_log_probabilities

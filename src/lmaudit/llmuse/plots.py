@@ -34,7 +34,7 @@ def plot_estimates(rows: Sequence[dict[str, Any]], path: str | Path) -> list[Pat
                           [100 * (r["ci_high"] - r["alpha"]) for r in shown]], fmt="o", capsize=3)
         ax.set_xticks(list(x), [r["group"] for r in shown], rotation=45, ha="right")
     ax.set_ylabel("LLM-modified sentences (%)")
-    ax.set_title("estimated share of LLM-modified sentences (bias-corrected, 95% joint bootstrap CI)")
+    ax.set_title("estimated share of LLM-modified sentences (corrected score, 95% CI)")
     ax.axhline(0, color="gray", linewidth=0.8)
     return save_figure(figure, path)
 
@@ -61,11 +61,11 @@ def plot_excess(words: Sequence[dict[str, Any]], path: str | Path, *, label: int
 
 
 def plot_validation(rows: Sequence[dict[str, Any]], path: str | Path) -> list[Path]:
-    """Mean estimate against the true share, ours (bias-corrected) and the target-only midpoint, with +-1 sd."""
+    """Mean estimate against the true share, ours (corrected score) and the target-only midpoint, with +-1 sd."""
     plt = pyplot()
     figure, ax = plt.subplots(figsize=(6, 5))
     truth = [100 * r["share"] for r in rows]
-    for key, sd_key, name in (("mean_alpha", "sd_alpha", "joint bootstrap, bias-corrected"),
+    for key, sd_key, name in (("mean_alpha", "sd_alpha", "corrected score"),
                               ("mean_anchor", "sd_anchor", "target-only midpoint (anchor)")):
         ax.errorbar(truth, [100 * r[key] for r in rows], yerr=[100 * r[sd_key] for r in rows], fmt="o-",
                     capsize=3, label=name)

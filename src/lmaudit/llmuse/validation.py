@@ -1,7 +1,7 @@
 """Validation at known shares: mixtures of held-out human and held-out AI sentences, and simulated corpora.
 
 For each share (0 to 0.25) many seeded mixtures are estimated; per share the table reports the mean error (bias)
-of our bias-corrected estimate and of the anchor's target-only midpoint, their spread, and how often each 95%
+of our corrected-score estimate and of the anchor's target-only midpoint, their spread, and how often each 95%
 interval covers the true share. On real text the references are the same in every mixture, so the error there
 is the systematic error of these references and the coverage counts only the target's noise; the simulation
 draws fresh references for every repetition, so its coverage is the honest one.
