@@ -232,7 +232,7 @@ def _word_counts(indptr: np.ndarray, indices: np.ndarray, row_counts: np.ndarray
 def _log_odds_ratios(h_words: np.ndarray, n_h: float, q_words: np.ndarray, n_q: float, smoothing: float,
                      min_h: float, min_q: float, out: np.ndarray, noise: np.ndarray) -> tuple[float, float]:
     """Per word, logit q - logit p of the smoothed shares into `out` and the half-variance its presence adds to
-    a row's noise into `noise` (`reference_noise`), both 0 for a word below the vocabulary's minimum counts in
+    a row's noise into `noise` (module docstring), both 0 for a word below the vocabulary's minimum counts in
     this resample (it leaves the vocabulary, as it would have left the data's); returns the constants over the
     words kept: sum of log(1 - q_w) - log(1 - p_w), and the half-variance of a row with no word."""
     offset = 0.0
