@@ -45,9 +45,14 @@ class BatchGradients:
 
 def gradient_dtype(model: Any) -> Any:
     """The precision of the kept inputs and gradients: float64 for a float64 model, float32 otherwise."""
+    return precision_of(next(model.module.parameters()).dtype)
+
+
+def precision_of(dtype: Any) -> Any:
+    """float64 for float64, float32 for every other (lower) precision."""
     import torch
 
-    return torch.float64 if next(model.module.parameters()).dtype == torch.float64 else torch.float32
+    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def sequence_grads(grads: Any, inputs: Any) -> Any:
@@ -257,7 +262,7 @@ def _position_losses_function() -> Any:
         def forward(ctx: Any, hidden: Any, head: Any, targets: Any, counts: tuple, seeds: tuple | None,
                     wanted: tuple) -> Any:
             rows = 1 if seeds is None else 2
-            dtype = torch.float64 if hidden.dtype == torch.float64 else torch.float32  # gradient_dtype's rule
+            dtype = precision_of(hidden.dtype)
             losses = torch.zeros(rows, len(targets), dtype=dtype, device=hidden.device)
             saved = [hidden.new_zeros(len(targets), hidden.shape[-1]) if wanted[k] else None for k in range(rows)]
             differentiated = [k for k in range(rows) if wanted[k]]

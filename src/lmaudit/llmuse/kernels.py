@@ -94,17 +94,23 @@ def _slope(a: np.ndarray, b: np.ndarray, w: np.ndarray, size: int, alpha: float)
 
 
 @njit(cache=True, nogil=True)
+def _moved(a: float, b: float, d: float, s: float, alpha: float) -> tuple[float, float, float, float]:
+    """One row's mixture density m at alpha, and its weights and density at its log ratio moved by -s t."""
+    rest = 1.0 - alpha
+    m = rest * a + alpha * b
+    a_moved, b_moved = _weights(d - s * (rest * a - alpha * b) / m)
+    return m, a_moved, b_moved, rest * a_moved + alpha * b_moved
+
+
+@njit(cache=True, nogil=True)
 def _corrected_slope(a: np.ndarray, b: np.ndarray, d: np.ndarray, s: np.ndarray, w: np.ndarray, size: int,
                      alpha: float) -> tuple[float, float]:
     """The corrected score at alpha and minus its derivative (module docstring): each row's g at its log ratio
     d_i moved by -s_i t_i, t_i = ((1 - alpha) a_i - alpha b_i) / ((1 - alpha) a_i + alpha b_i)."""
     first = 0.0
     second = 0.0
-    rest = 1.0 - alpha
     for i in range(size):
-        m = rest * a[i] + alpha * b[i]
-        a_moved, b_moved = _weights(d[i] - s[i] * (rest * a[i] - alpha * b[i]) / m)
-        m_moved = rest * a_moved + alpha * b_moved
+        m, a_moved, b_moved, m_moved = _moved(a[i], b[i], d[i], s[i], alpha)
         g = (b_moved - a_moved) / m_moved
         # d g / d alpha = -g^2 + (d g / d d_moved) (d d_moved / d alpha), with d t / d alpha = -2 a b / m^2
         pull = a_moved * b_moved / (m_moved * m_moved) * 2.0 * s[i] * a[i] * b[i] / (m * m)
@@ -129,13 +135,16 @@ def _solve(a: np.ndarray, b: np.ndarray, d: np.ndarray, s: np.ndarray, w: np.nda
     `extended`: where the root is past a bound, the Newton step from that bound instead (below 0 or above 1),
     taken with the plain Fisher information there, which is positive where the corrected score's slope need not
     be; it meets the root continuously as the root leaves the bound."""
-    first = _score(a, b, d, s, w, size, 0.0, corrected)[0]
+    # for the plain score, the second value `_score` returns is the information itself
+    first, information = _score(a, b, d, s, w, size, 0.0, corrected)
     if first <= 0.0:
-        information = _slope(a, b, w, size, 0.0)[1]
+        if corrected:
+            information = _slope(a, b, w, size, 0.0)[1]
         return first / information if extended and information > 0.0 else 0.0
-    first = _score(a, b, d, s, w, size, 1.0, corrected)[0]
+    first, information = _score(a, b, d, s, w, size, 1.0, corrected)
     if first >= 0.0:
-        information = _slope(a, b, w, size, 1.0)[1]
+        if corrected:
+            information = _slope(a, b, w, size, 1.0)[1]
         return 1.0 + first / information if extended and information > 0.0 else 1.0
     low, high = 0.0, 1.0
     alpha = min(max(start, 1e-6), 1.0 - 1e-6)
@@ -179,22 +188,18 @@ def score_sensitivities(d: np.ndarray, s: np.ndarray, w: np.ndarray, estimate: f
     """At an (extended) corrected estimate: each row's d(score term)/d(d_i), and minus the score's slope in alpha
     there (the plain Fisher information at a bound the estimate is past, as `_solve` steps with it)."""
     alpha = min(max(estimate, 0.0), 1.0)
-    rest = 1.0 - alpha
     a, b = np.empty(d.size), np.empty(d.size)
-    ww = np.empty(d.size)
     out = np.empty(d.size)
     for i in range(d.size):
         a[i], b[i] = _weights(d[i])
-        ww[i] = w[i]
-        m = rest * a[i] + alpha * b[i]
-        a_moved, b_moved = _weights(d[i] - s[i] * (rest * a[i] - alpha * b[i]) / m)
-        m_moved = rest * a_moved + alpha * b_moved
+        m, a_moved, b_moved, m_moved = _moved(a[i], b[i], d[i], s[i], alpha)
         # the move -s t depends on d too: d t / d d = -2 (1 - alpha) alpha a b / m^2
-        out[i] = a_moved * b_moved / (m_moved * m_moved) * (1.0 + 2.0 * s[i] * rest * alpha * a[i] * b[i] / (m * m))
+        out[i] = a_moved * b_moved / (m_moved * m_moved) * (1.0 + 2.0 * s[i] * (1.0 - alpha) * alpha * a[i] * b[i]
+                                                             / (m * m))
     if estimate < 0.0 or estimate > 1.0:
-        information = _slope(a, b, ww, d.size, alpha)[1]
+        information = _slope(a, b, w, d.size, alpha)[1]
     else:
-        information = _corrected_slope(a, b, d.astype(np.float64), s.astype(np.float64), ww, d.size, alpha)[1]
+        information = _corrected_slope(a, b, d, s, w, d.size, alpha)[1]
     return out, information
 
 

@@ -44,6 +44,7 @@ interval given p and q.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -93,10 +94,10 @@ class MixtureEstimate:
         return asdict(self)
 
 
-def word_logits(counts: np.ndarray, n: float, smoothing: float = SMOOTHING) -> tuple[np.ndarray, np.ndarray]:
-    """(logit p, log(1 - p)) of smoothed occurrence shares; counts may be (V,) or (resamples, V)."""
+def word_logits(counts: np.ndarray, n: float, smoothing: float = SMOOTHING) -> np.ndarray:
+    """logit p of smoothed occurrence shares; counts may be (V,) or (resamples, V)."""
     p = (counts + smoothing) / (n + 2.0 * smoothing)
-    return np.log(p) - np.log1p(-p), np.log1p(-p)
+    return np.log(p) - np.log1p(-p)
 
 
 @dataclass(frozen=True)
@@ -127,21 +128,28 @@ class MixtureProblem:
 
     def vocabulary(self) -> np.ndarray:
         """Which candidate words are in the vocabulary (boolean, per column)."""
-        return self._counts()[2]
+        return self._counts[2]
 
+    # The corpora are fixed, so the counts and the rows' terms are computed once per problem (every estimate,
+    # bootstrap and interval reads them). Callers must not write into the arrays.
+    @cached_property
     def _counts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Human and AI sentences containing each candidate word, and which words the minimum counts keep."""
         human, ai = self.human.word_counts(), self.ai.word_counts()
         return human, ai, (human >= self.min_human) & (ai >= self.min_ai)
 
-    def row_terms(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per distinct target row, with p and q from the full references: log Q(x) - log P(x), and half the
-        variance that the references' sampling noise gives it (`kernels`)."""
-        human, ai, _ = self._counts()
+    @cached_property
+    def _row_terms(self) -> tuple[np.ndarray, np.ndarray]:
+        human, ai, _ = self._counts
         ratios, noise, offset, absent = word_weights(human, float(self.human.n), ai, float(self.ai.n),
                                                      self.smoothing, float(self.min_human), float(self.min_ai))
         rows = self.target.rows  # a word outside the vocabulary weighs nothing in either
         return np.asarray(rows @ ratios).ravel() + offset, np.asarray(rows @ noise).ravel() + absent
+
+    def row_terms(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per distinct target row, with p and q from the full references: log Q(x) - log P(x), and half the
+        variance that the references' sampling noise gives it (`kernels`)."""
+        return self._row_terms
 
     def log_ratios(self) -> np.ndarray:
         """log Q(x) - log P(x) of each distinct target row, with p and q from the full references."""
@@ -161,7 +169,7 @@ class MixtureProblem:
         d, half_variance = self.row_terms()
         w = self.target.counts.astype(np.float64)
         slopes, information = score_sensitivities(d, half_variance, w, estimate)
-        human, ai, kept = self._counts()
+        human, ai, kept = self._counts
         pulled = np.asarray(self.target.rows.T @ (w * slopes)).ravel()  # per word: sum over rows holding it
         total = float(w @ slopes)
         variance = 0.0

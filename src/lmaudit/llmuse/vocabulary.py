@@ -38,8 +38,8 @@ class WordTable:
     smoothing: float = SMOOTHING
 
     def rows(self) -> list[dict]:
-        logit_p, _ = word_logits(self.human_counts, self.n_human, self.smoothing)
-        logit_q, _ = word_logits(self.ai_counts, self.n_ai, self.smoothing)
+        logit_p = word_logits(self.human_counts, self.n_human, self.smoothing)
+        logit_q = word_logits(self.ai_counts, self.n_ai, self.smoothing)
         p = (self.human_counts + self.smoothing) / (self.n_human + 2 * self.smoothing)
         q = (self.ai_counts + self.smoothing) / (self.n_ai + 2 * self.smoothing)
         order = np.argsort(-(logit_q - logit_p), kind="stable")  # the most AI-leaning words first
