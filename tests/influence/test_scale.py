@@ -106,3 +106,46 @@ def test_a_killed_run_continues_where_it_stopped(tiny_dir, tiny_corpus, queries_
                                [e["score"] for q in whole["queries"] for e in q["top"]], rtol=1e-6)
     manifest = json.loads((killed / "manifest.json").read_text())
     assert len(manifest["invocations"]) == 2 and manifest["invocations"][-1]["finished"]
+
+
+def test_covariance_checkpoints_are_packed_triangles_that_load_back_exactly(tmp_path):
+    import torch
+    from safetensors import safe_open
+
+    from lmaudit.influence.sums import Sums, gram
+
+    rows = torch.randn(50, 7, dtype=torch.float64)
+    sums = Sums({"A:x": gram(rows), "S:y": gram(rows[:, :3])}, {"sequences": 2, "tokens": 50}, upper=True)
+    sums.save(tmp_path / "covariance.safetensors", next_chunk=1)
+    with safe_open(str(tmp_path / "covariance.safetensors"), framework="pt") as handle:
+        assert {key: tuple(handle.get_tensor(key).shape) for key in handle.keys()} == {"A:x": (28,), "S:y": (6,)}
+    loaded, meta = Sums.load(tmp_path / "covariance.safetensors")
+    assert loaded.upper and meta == {"next_chunk": 1} and loaded.counts == sums.counts
+    for key, value in sums.tensors.items():
+        assert torch.equal(loaded.tensors[key], value)
+    np.testing.assert_allclose(torch.triu(loaded.tensors["A:x"]), torch.triu(rows.T @ rows), rtol=1e-12)
+
+
+@pytest.mark.parametrize("strategy", ["kfac", "ekfac"])
+def test_saved_factors_load_back_to_the_same_preconditioner(tiny, sequences, strategy, tmp_path):
+    import torch
+
+    from lmaudit.influence.factors import FACTORS_FILE, Factors
+
+    layers = select_layers(tiny.module, ["layers.0.mlp.*"])
+    estimator = InfluenceEstimator(tiny, layers, FactorSettings(strategy=strategy, fisher="empirical"), log=None)
+    try:
+        fitted = estimator.fit(sequences[:12], tmp_path)
+    finally:
+        estimator.close()
+    loaded = Factors.load(tmp_path)
+    for layer in layers:
+        probe = torch.randn(3, layer.out_features, layer.in_dim)
+        mine, theirs = fitted.curvature[layer.name], loaded.curvature[layer.name]
+        assert torch.equal(mine.eigenvalues, theirs.eigenvalues) and mine.damping == theirs.damping
+        assert torch.equal(fitted.precondition(layer.name, probe), loaded.precondition(layer.name, probe))
+    if strategy == "kfac":  # Lambda as sigma and alpha: the file holds no (out x in) eigenvalue matrix
+        from safetensors import safe_open
+
+        with safe_open(str(tmp_path / FACTORS_FILE), framework="pt") as handle:
+            assert not [key for key in handle.keys() if key.startswith("eigenvalues:")]

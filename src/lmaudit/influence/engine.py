@@ -23,17 +23,11 @@ from tqdm import tqdm
 
 from lmaudit.core.errors import ConfigError
 from lmaudit.influence.data import TrainingSequence
-from lmaudit.influence.factors import (
-    FactorSettings,
-    Sums,
-    covariance_sums,
-    diagonal_sums,
-    lambda_sums,
-    rotate_batch,
-)
+from lmaudit.influence.factors import FactorSettings, rotate_batch
 from lmaudit.influence.gradients import BatchGradients, batch_gradients, length_batches
 from lmaudit.influence.modules import TrackedLayer
 from lmaudit.influence.scoring import QueryGradients, layer_scores, token_scores
+from lmaudit.influence.sums import Sums, covariance_sums, diagonal_sums, lambda_sums
 
 EXECUTORS = ("local", "ray")
 STAGES = ("covariance", "diagonal", "lambda", "scores")

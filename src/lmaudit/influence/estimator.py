@@ -31,17 +31,11 @@ from lmaudit.influence.engine import (
     run_scores,
     run_stage,
 )
-from lmaudit.influence.factors import (
-    Factors,
-    FactorSettings,
-    Sums,
-    build_factors,
-    cast_bases,
-    kronecker_bases,
-)
+from lmaudit.influence.factors import Factors, FactorSettings, build_factors, cast_bases, kronecker_bases
 from lmaudit.influence.gradients import batch_gradients, gradient_dtype
 from lmaudit.influence.modules import TrackedLayer
 from lmaudit.influence.scoring import QueryGradients, query_gradients
+from lmaudit.influence.sums import Sums
 
 EIGEN_FILE = "eigen.safetensors"
 

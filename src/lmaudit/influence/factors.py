@@ -26,14 +26,15 @@ from typing import Any
 
 from lmaudit.core.errors import ConfigError, DataError, UnknownNameError
 from lmaudit.core.output import write_json_atomic
-from lmaudit.influence.gradients import BatchGradients, sequence_grads
+from lmaudit.influence.gradients import BatchGradients
 from lmaudit.influence.modules import TrackedLayer
+from lmaudit.influence.sums import Sums
 
 STRATEGIES = ("identity", "diagonal", "kfac", "ekfac")
 FISHERS = ("true", "empirical")
 COVARIANCES = ("sequence", "token")
 FACTORS_FILE, FACTORS_META = "factors.safetensors", "factors.json"
-FACTORS_SCHEMA = "lmaudit.influence.factors/1"
+FACTORS_SCHEMA = "lmaudit.influence.factors/2"
 
 
 @dataclass(frozen=True)
@@ -63,69 +64,6 @@ class FactorSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass
-class Sums:
-    """Running float64 sums of one fitting stage, and the counts (sequences, tokens) behind them."""
-
-    tensors: dict[str, Any] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=lambda: {"sequences": 0, "tokens": 0})
-
-    def add(self, other: Sums) -> None:
-        """Fold `other` in. Its tensors are handed over (a key new here takes `other`'s tensor itself: a copy would
-        be a fresh 19 MB allocation per 1536-wide factor and chunk, for nothing), so `other` must not be used after."""
-        for key, value in other.tensors.items():
-            if key in self.tensors:
-                self.tensors[key] += value
-            else:
-                self.tensors[key] = value
-        for key, value in other.counts.items():
-            self.counts[key] = self.counts.get(key, 0) + value
-
-    def save(self, path: Path, **meta: Any) -> None:
-        from safetensors.torch import save_file
-
-        tmp = path.with_name(f".{path.name}.tmp")
-        save_file({k: v.contiguous() for k, v in self.tensors.items()}, str(tmp),
-                  metadata={"counts": json.dumps(self.counts), "meta": json.dumps(meta, sort_keys=True)})
-        tmp.replace(path)
-
-    @classmethod
-    def load(cls, path: Path) -> tuple[Sums, dict[str, Any]]:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata()
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-        return cls(tensors, json.loads(metadata["counts"])), json.loads(metadata["meta"])
-
-
-def _batch_counts(batch: BatchGradients) -> dict[str, int]:
-    return {"sequences": len(batch.lengths), "tokens": batch.tokens}
-
-
-def covariance_sums(batch: BatchGradients, layers: Sequence[TrackedLayer]) -> Sums:
-    """Sums of a a^T (once per distinct input: layers reading the same tensor share it) and of g g^T.
-
-    The products are float64: output gradients that feed the residual stream can span seven orders of
-    magnitude across directions, and float32 products leave errors larger than the small eigenvalues there.
-    """
-    sums = Sums(counts=_batch_counts(batch))
-    for layer in layers:
-        head = batch.input_groups[layer.name]
-        if f"A:{head}" not in sums.tensors:
-            sums.tensors[f"A:{head}"] = gram(batch.inputs[head].flatten(0, 1))
-        sums.tensors[f"S:{layer.name}"] = gram(batch.fit_grads[layer.name].flatten(0, 1))
-    return sums
-
-
-def diagonal_sums(batch: BatchGradients, layers: Sequence[TrackedLayer]) -> Sums:
-    sums = Sums(counts=_batch_counts(batch))
-    for layer in layers:
-        grads = sequence_grads(batch.fit_grads[layer.name], batch.inputs[layer.name])
-        sums.tensors[f"D:{layer.name}"] = grads.square().sum(dim=0).double()
-    return sums
 
 
 def cast_bases(bases: dict[str, tuple[Any, Any]], dtype: Any) -> dict[str, tuple[Any, Any]]:
@@ -167,33 +105,6 @@ def rotate_batch(batch: BatchGradients, bases: dict[str, tuple[Any, Any]]) -> Ba
     return BatchGradients(batch.lengths, inputs, fit, data, batch.input_groups, batch.data_loss, basis="eigen")
 
 
-def lambda_sums(batch: BatchGradients, layers: Sequence[TrackedLayer]) -> Sums:
-    """Sums of the per-sequence gradients' squared coordinates in each layer's Kronecker eigenbasis (the batch
-    rotated by `rotate_batch`)."""
-    if batch.basis != "eigen":
-        raise ValueError("lambda_sums needs a batch in the Kronecker eigenbasis (rotate_batch)")
-    sums = Sums(counts=_batch_counts(batch))
-    for layer in layers:
-        rotated = sequence_grads(batch.fit_grads[layer.name], batch.inputs[layer.name])
-        sums.tensors[f"L:{layer.name}"] = rotated.square().sum(dim=0).double()
-    return sums
-
-
-def gram(values: Any) -> Any:
-    """The upper triangle of values^T values in float64 (values: rows x d), zeros below: the sums stay triangular
-    and the eigendecomposition reads the upper triangle only, so the product is never mirrored. On the CPU,
-    BLAS's symmetric rank-k update computes just that triangle, half a general product's work."""
-    import torch
-
-    if values.device.type != "cpu":
-        wide = values.double()
-        return torch.triu(wide.T @ wide)
-    from scipy.linalg.blas import dsyrk
-
-    rows = values.double().numpy()
-    return torch.from_numpy(dsyrk(1.0, rows.T, trans=0))  # rows.T is Fortran-ordered: no copy
-
-
 def eigendecompose(matrix: Any) -> tuple[Any, Any]:
     """(eigenvalues >= 0, eigenvectors) of a symmetric positive semi-definite float64 matrix given by its upper
     triangle (what lies below it is not read).
@@ -231,14 +142,25 @@ class LayerCurvature:
 
     layer: TrackedLayer
     strategy: str
-    eigenvalues: Any = None  # (out, in_dim) float64: diag(G) (diagonal), Lambda (kfac, ekfac)
+    values: Any = None  # (out, in_dim) float64: diag(G) (diagonal), Lambda (ekfac); None for kfac
     grad_basis: Any = None  # (out, out) float64, Q_S
     input_basis: Any = None  # (in_dim, in_dim) float64, Q_A
     damping: float = 0.0
+    grad_values: Any = None  # kfac: (out,) sigma and (in_dim,) alpha, the factors' eigenvalues; Lambda is their
+    input_values: Any = None  # outer product, kept as its two vectors (a file of out + in values, not out x in)
 
     @property
     def has_basis(self) -> bool:
         return self.grad_basis is not None
+
+    @property
+    def eigenvalues(self) -> Any:
+        """(out, in_dim) float64: diag(G) (diagonal), Lambda (kfac, ekfac); None for identity."""
+        if self.grad_values is not None:
+            import torch
+
+            return torch.outer(self.grad_values, self.input_values)
+        return self.values
 
     def scale(self, grads: Any) -> Any:
         """Divide by the curvature's eigenvalues plus damping: the preconditioner in the layer's own basis (the
@@ -305,13 +227,17 @@ class Factors:
         folder.mkdir(parents=True, exist_ok=True)
         tensors, saved_bases = {}, set()
         for name, curve in self.curvature.items():
-            if curve.eigenvalues is not None:
-                tensors[f"eigenvalues:{name}"] = curve.eigenvalues.contiguous()
+            if curve.values is not None:
+                tensors[f"eigenvalues:{name}"] = curve.values.contiguous()
             if curve.grad_basis is not None:
                 tensors[f"grad_basis:{name}"] = curve.grad_basis.contiguous()
+            if curve.grad_values is not None:
+                tensors[f"grad_values:{name}"] = curve.grad_values.contiguous()
             head = self.input_groups.get(name, name)
             if curve.input_basis is not None and head not in saved_bases:
                 tensors[f"input_basis:{head}"] = curve.input_basis.contiguous()
+                if curve.input_values is not None:
+                    tensors[f"input_values:{head}"] = curve.input_values.contiguous()
                 saved_bases.add(head)
         tmp = folder / f".{FACTORS_FILE}.tmp"
         save_file(tensors, str(tmp))
@@ -334,8 +260,12 @@ class Factors:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise DataError(f"{meta_path}: not valid JSON ({exc.msg})") from exc
-        if meta.get("schema") != FACTORS_SCHEMA:
-            raise DataError(f"{meta_path}: not an lmaudit factors file (schema {meta.get('schema')!r})")
+        schema = meta.get("schema")
+        if schema != FACTORS_SCHEMA:
+            if str(schema).startswith(FACTORS_SCHEMA.split("/")[0]):
+                raise DataError(f"{meta_path}: factors written by another version of lmaudit (schema {schema!r}, "
+                                f"this one reads {FACTORS_SCHEMA!r}); fit them again")
+            raise DataError(f"{meta_path}: not an lmaudit factors file (schema {schema!r})")
         settings = FactorSettings(**meta["settings"])
         layers = [TrackedLayer(**d) for d in meta["layers"]]
         tensors: dict[str, Any] = {}
@@ -343,10 +273,14 @@ class Factors:
             with safe_open(str(folder / FACTORS_FILE), framework="pt") as handle:
                 tensors = {key: handle.get_tensor(key) for key in handle.keys()}
         groups = meta.get("input_groups", {})
-        curvature = {layer.name: LayerCurvature(
-            layer, settings.strategy, tensors.get(f"eigenvalues:{layer.name}"), tensors.get(f"grad_basis:{layer.name}"),
-            tensors.get(f"input_basis:{groups.get(layer.name, layer.name)}"), float(meta["dampings"][layer.name]))
-            for layer in layers}
+        curvature = {}
+        for layer in layers:
+            head = groups.get(layer.name, layer.name)
+            curvature[layer.name] = LayerCurvature(
+                layer, settings.strategy, tensors.get(f"eigenvalues:{layer.name}"),
+                tensors.get(f"grad_basis:{layer.name}"), tensors.get(f"input_basis:{head}"),
+                float(meta["dampings"][layer.name]), tensors.get(f"grad_values:{layer.name}"),
+                tensors.get(f"input_values:{head}"))
         return cls(settings, layers, curvature, meta["model_fingerprint"], meta["sequences"], meta["tokens"], groups)
 
 
@@ -380,8 +314,6 @@ def build_factors(settings: FactorSettings, layers: Sequence[TrackedLayer], mode
                   bases: dict[str, tuple[Any, Any, Any, Any]] | None = None, lambdas: Sums | None = None,
                   counts: dict[str, int] | None = None) -> Factors:
     """The finished preconditioner from the stages' sums."""
-    import torch
-
     curvature = {}
     for layer in layers:
         name = layer.name
@@ -393,11 +325,12 @@ def build_factors(settings: FactorSettings, layers: Sequence[TrackedLayer], mode
         else:
             grad_basis, sigma, input_basis, alpha = bases[name]
             if settings.strategy == "kfac":
-                values = torch.outer(sigma, alpha)
+                damping = _damping(settings, sigma.mean() * alpha.mean())  # the mean of their outer product
+                curvature[name] = LayerCurvature(layer, "kfac", None, grad_basis, input_basis, damping, sigma, alpha)
             else:
                 values = lambdas.tensors[f"L:{name}"] / lambdas.counts["sequences"]
-            curvature[name] = LayerCurvature(layer, settings.strategy, values, grad_basis, input_basis,
-                                             _damping(settings, values))
+                curvature[name] = LayerCurvature(layer, "ekfac", values, grad_basis, input_basis,
+                                                 _damping(settings, values))
     counts = counts or {}
     return Factors(settings, list(layers), curvature, model_fingerprint, counts.get("sequences", 0),
                    counts.get("tokens", 0), dict(groups))

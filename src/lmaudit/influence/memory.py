@@ -120,7 +120,8 @@ def factor_bytes(layers: Sequence[TrackedLayer], strategy: str, groups: dict[str
     if strategy == "diagonal":
         return 2 * elementwise
     squares = sum(d * d for d in _input_dims(layers, groups)) + sum(layer.out_features ** 2 for layer in layers)
-    return 2 * squares * FLOAT64 + 2 * elementwise  # sums, eigenvectors, eigenvalues (and their running sums)
+    # sums and eigenvectors; ekfac's refitted eigenvalues and their running sums (kfac keeps two vectors)
+    return 2 * squares * FLOAT64 + (2 * elementwise if strategy == "ekfac" else 0)
 
 
 def query_bytes(layers: Sequence[TrackedLayer], queries: int, rank: int | None) -> int:
