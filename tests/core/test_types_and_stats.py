@@ -1,4 +1,5 @@
 import math
+from statistics import NormalDist
 
 import numpy as np
 import pytest
@@ -95,3 +96,27 @@ def test_bounded_interval_is_feldman_cousins_and_covers_its_level_at_the_bound()
     assert (low, high) == (pytest.approx(0.5 - 1.959964 * 0.05), pytest.approx(0.5 + 1.959964 * 0.05))
     assert bounded_normal_interval(0.99, 0.05)[1] == 1.0
     assert bounded_normal_interval(-0.2, 0.0) == (0.0, 0.0)
+
+
+def test_bounded_interval_with_an_error_that_depends_on_the_truth_covers_its_level_everywhere():
+    # An estimator whose spread grows with the truth (as a share's does where its information falls): testing each
+    # mu with its own error is Neyman's construction, exact at every mu; the error at the estimate is not.
+    def error(mu):
+        return 0.2 + 0.5 * max(mu, 0.0)
+
+    rng = np.random.default_rng(1)
+    for mu in (0.0, 0.3, 1.0, 3.0):
+        draws = mu + error(mu) * rng.normal(size=1_000)
+        ours = [bounded_normal_interval(x, error(x), high=99.0, stderr_at=error) for x in draws]
+        covered = np.mean([low - 1e-9 <= mu <= high + 1e-9 for low, high in ours])
+        assert covered == pytest.approx(0.95, abs=0.02), mu  # three standard errors of a share of 1,000
+        if mu == 0.0:  # with the estimate's error 0 is accepted whenever x <= 1.645 (0.2 + 0.5 x): too often
+            fixed = np.mean([bounded_normal_interval(x, error(x), high=99.0)[0] == 0.0 for x in draws])
+            assert fixed > 0.975
+    # far from the bound, each end is the mean whose own error puts the estimate at z(0.975) from it
+    def slower(mu):
+        return 0.2 + 0.1 * max(mu, 0.0)
+
+    low, high = bounded_normal_interval(2.0, slower(2.0), high=99.0, stderr_at=slower)
+    z = NormalDist().inv_cdf(0.975)
+    assert low + z * slower(low) == pytest.approx(2.0) and high - z * slower(high) == pytest.approx(2.0)

@@ -150,9 +150,13 @@ def test_the_corrected_score_removes_the_reference_bias_the_target_only_method_k
                              from_rows(sample_mixture(rng, model, 5000, 0.1)))
     found = estimate(problem, resamples=200, seed=3)
     assert found.bias > 0.005  # the plug-in MLE is high by the references' noise (about 2 points here)
-    z95 = NormalDist().inv_cdf(0.975)  # far from 0, the bounded interval is the two-sided normal one
-    assert found.ci.low == pytest.approx(found.alpha - z95 * found.stderr)
-    assert found.ci.high == pytest.approx(found.alpha + z95 * found.stderr)
+    # far from 0, each end of the interval is the share whose own standard error puts the estimate at z(0.975)
+    z95 = NormalDist().inv_cdf(0.975)
+    error = problem.stderr_scale(found.alpha, found.stderr)
+    assert error(found.alpha) == pytest.approx(found.stderr)
+    assert found.ci.low + z95 * error(found.ci.low) == pytest.approx(found.alpha, abs=1e-9)
+    assert found.ci.high - z95 * error(found.ci.high) == pytest.approx(found.alpha, abs=1e-9)
+    assert found.ci.width == pytest.approx(2 * z95 * found.stderr, rel=0.2)
     # the references add uncertainty to the target's own (fixed-composition) part
     target_part = (found.stderr_target_only**2 - found.alpha * (1 - found.alpha) / found.n_target) ** 0.5
     assert found.stderr > target_part and 0.1 < found.reference_share < 0.9

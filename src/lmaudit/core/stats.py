@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -75,21 +76,37 @@ def _acceptance(mu: float, level: float, one_sided: float, two_sided: float) -> 
 
 
 def bounded_normal_interval(value: float, stderr: float, *, level: float = 0.95, low: float = 0.0,
-                            high: float = 1.0) -> tuple[float, float]:
+                            high: float = 1.0, stderr_at: Callable[[float], float] | None = None
+                            ) -> tuple[float, float]:
     """A `level` interval for a quantity known to lie in [low, high], from an estimate `value` (not clipped: it
     may fall outside) with normal error `stderr`: Feldman and Cousins's unified interval for a normal mean
     bounded below (Phys. Rev. D 57, 1998), clipped at `high`. Far from `low` it is value -+ z stderr; near it,
     it turns into an upper limit smoothly, and covers `level` of the time at `low` itself, where a two-sided
-    interval clipped at the bound never misses below and covers more."""
+    interval clipped at the bound never misses below and covers more.
+
+    `stderr_at`: the standard error the estimate would have if the truth were mu, for an estimator whose spread
+    depends on the truth. Each candidate mu is then tested with its own error (as a score interval is, rather than
+    a Wald interval with the error at the estimate): the interval is {mu : value in acceptance(mu)}, and its ends
+    move towards where the error is smaller. `stderr` is the error at the estimate (stderr_at(value))."""
     if not stderr > 0.0:
         clipped = min(max(value, low), high)
         return clipped, clipped
-    x = (value - low) / stderr
     one_sided, two_sided = _NORMAL.inv_cdf(level), _NORMAL.inv_cdf(0.5 + level / 2.0)
+    error = stderr_at or (lambda mu: stderr)
 
     def region(mu: float) -> tuple[float, float]:
-        return _acceptance(mu, level, one_sided, two_sided)
+        """The acceptance region of mu in the estimate's units."""
+        scale = error(mu)
+        if not scale > 0.0:
+            return mu, mu
+        start, end = _acceptance((mu - low) / scale, level, one_sided, two_sided)
+        return low + start * scale, low + end * scale
 
-    lower = 0.0 if x <= one_sided else _bisect(lambda mu: region(mu)[1] - x, 0.0, x)
-    upper = _bisect(lambda mu: region(mu)[0] - x, 0.0, max(x, 0.0) + 8.0)
-    return min(low + lower * stderr, high), min(low + upper * stderr, high)
+    # Both ends of the acceptance region rise with mu, so each end of the interval is one crossing (50 halvings:
+    # to 1e-15 of the range; each may cost a pass over the data through `stderr_at`).
+    lower = low if value <= region(low)[1] else _bisect(lambda mu: region(mu)[1] - value, low, value, 50)
+    top = max(value, low) + 8.0 * stderr
+    while region(top)[0] <= value and top < high:
+        top = max(value, low) + 2.0 * (top - max(value, low))
+    upper = _bisect(lambda mu: region(mu)[0] - value, low, top, 50)
+    return min(lower, high), min(upper, high)
