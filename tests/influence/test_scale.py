@@ -130,7 +130,8 @@ def test_covariance_checkpoints_are_packed_triangles_that_load_back_exactly(tmp_
 def test_saved_factors_load_back_to_the_same_preconditioner(tiny, sequences, strategy, tmp_path):
     import torch
 
-    from lmaudit.influence.factors import FACTORS_FILE, Factors
+    from lmaudit.core.errors import DataError
+    from lmaudit.influence.factors import FACTORS_FILE, FACTORS_META, FACTORS_SCHEMA, Factors
 
     layers = select_layers(tiny.module, ["layers.0.mlp.*"])
     estimator = InfluenceEstimator(tiny, layers, FactorSettings(strategy=strategy, fisher="empirical"), log=None)
@@ -149,3 +150,8 @@ def test_saved_factors_load_back_to_the_same_preconditioner(tiny, sequences, str
 
         with safe_open(str(tmp_path / FACTORS_FILE), framework="pt") as handle:
             assert not [key for key in handle.keys() if key.startswith("eigenvalues:")]
+    # factors of an older file layout are refused with what to do, not misread
+    meta_path = tmp_path / FACTORS_META
+    meta_path.write_text(meta_path.read_text().replace(FACTORS_SCHEMA, "lmaudit.influence.factors/1"))
+    with pytest.raises(DataError, match="another version of lmaudit .* fit them again"):
+        Factors.load(tmp_path)
