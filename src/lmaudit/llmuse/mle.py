@@ -20,8 +20,8 @@ the bound where the root is past it), so that at a share of 0 the estimate may f
 
 The interval is Feldman and Cousins's for a normal mean bounded below by 0, around the corrected (unclipped)
 share: the shares mu at which the estimate is within 1.96 of mu's own standard errors away from 0, an upper limit
-near it. mu's error is the error at the estimate scaled by the corrected score's information, at the estimate
-against at mu (`stderr_scale`): near 0 the information falls by half within half a point, and with the error
+near it. mu's error is the error at the estimate times the square root of the corrected score's information at
+the estimate over that at mu (`stderr_scale`): near 0 the information falls by half within half a point, and with the error
 at the estimate for every mu the interval kept 0 in 99% of simulated corpora whose share was 0.
 The standard error's variance at the estimate has two parts.
 (1) The target: its bootstrap (rows resampled, p and q held) of the corrected share. The share to estimate is
